@@ -1,0 +1,112 @@
+"""The ``thor`` command: one typer app, one thin module per subcommand, one error boundary.
+
+Exit codes: 0 success (also when the reader of stdout goes away, e.g. ``| head``), 1 runtime
+or data error, 2 usage error, 130 on Ctrl-C. ``THOR_DEBUG=1`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+import typer
+
+from thor_cli import __version__
+from thor_cli.errors import PipeClosed, ThorError
+from thor_cli.log import setup_logging
+
+app = typer.Typer(
+    name="thor",
+    help="Tool-integrated reasoning: sandboxed Python, TIR rollouts, grading and evaluation. "
+    "Commands read and write JSONL on stdin/stdout so they pipe into each other.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# (module, attribute, name, kind): kind "command" registers a function, "group" a typer sub-app.
+# Only commands that work are listed here; a command that is not built yet is not registered.
+COMMANDS: list[tuple[str, str, str, str]] = [
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"thor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging on stderr (-vv: debug)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
+) -> None:
+    setup_logging(-1 if quiet else verbose)
+
+
+for _module, _attr, _name, _kind in COMMANDS:
+    _obj = getattr(importlib.import_module(_module), _attr)
+    if _kind == "group":
+        app.add_typer(_obj, name=_name)
+    else:
+        app.command(_name, epilog=getattr(_obj, "epilog", None))(_obj)
+
+
+def _silence_stdout() -> None:
+    """After the reader went away, point stdout at /dev/null so the exit flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    debug = os.environ.get("THOR_DEBUG", "") not in ("", "0")
+    command = typer.main.get_command(app)
+    code = 0
+    try:
+        rv = command.main(args=argv, prog_name="thor", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.exceptions.UsageError as e:
+        e.show()
+        code = 2
+    except click.exceptions.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.stderr.write("Interrupted\n")
+        code = 130
+    except PipeClosed:
+        _silence_stdout()
+        code = 0
+    except BrokenPipeError:
+        _silence_stdout()
+        code = 0
+    except ThorError as e:
+        if debug:
+            raise
+        sys.stderr.write(f"Error: {e}\n")
+        code = e.exit_code
+    except Exception as e:  # noqa: BLE001 -- the one boundary that turns any failure into a message
+        if debug:
+            raise
+        sys.stderr.write(f"Error: {type(e).__name__}: {e}\n(this is a bug in thor; rerun with THOR_DEBUG=1 "
+                         "for the traceback and report it)\n")
+        code = 1
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

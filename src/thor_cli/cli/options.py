@@ -1,0 +1,56 @@
+"""Options shared by every command, defined once (hf CLI style ``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+
+from thor_cli.config import load_config_file
+
+
+def _config_callback(ctx: typer.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    if value is not None:
+        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(value)}
+    return value
+
+
+Inputs = Annotated[
+    list[str] | None,
+    typer.Argument(help="JSONL input files, read in turn; '-' or none reads stdin.", show_default=False),
+]
+Output = Annotated[
+    str, typer.Option("--output", "-o", help="Output JSONL file; '-' is stdout. Written as NAME.part, renamed when done.")
+]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed; sampling seeds derive from it and each record's key.")]
+Resume = Annotated[
+    bool, typer.Option("--resume", help="Continue an earlier run into the same -o file, skipping records already there.")
+]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option("--shard", help="Process part i of n ('i/n', from 0). Default: from SLURM_ARRAY_TASK_ID/COUNT.",
+                 show_default=False),
+]
+Limit = Annotated[int | None, typer.Option("--limit", help="Read at most N input records.", show_default=False)]
+Config = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML/JSON/TOML file of option defaults; flags on the line win.",
+                 is_eager=True, callback=_config_callback, show_default=False),
+]
+FailOnError = Annotated[
+    bool, typer.Option("--fail-on-error", help="Exit 1 if any record failed (failures are always recorded in 'error').")
+]
+
+
+def examples(*lines: str) -> str:
+    """The help epilog: runnable examples, shown verbatim."""
+    body = "\n\n".join(f"  $ {line}" for line in lines)
+    return f"[bold]Examples[/bold]\n\n{body}"
+
+
+def resolved(params: dict[str, Any], *drop: str) -> dict[str, Any]:
+    """The options that determine results (for content keys and manifests)."""
+    skip = {"inputs", "output", "resume", "shard", "limit", "config", "fail_on_error", "verbose", "quiet", *drop}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items() if k not in skip}

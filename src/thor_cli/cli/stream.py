@@ -1,0 +1,125 @@
+"""The plumbing every JSONL command shares: inputs, --limit, --shard, --resume, output, manifest.
+
+A command does::
+
+    with open_stream("exec", inputs, output, resume=resume, shard=shard, limit=limit,
+                     config=cfg) as st:
+        for rec in st.records:                      # InputRecord (data, path, line)
+            key = st.key(rec)                       # content key of this unit of work
+            if st.skip(key):                        # already in the output (--resume)
+                continue
+            st.emit(do_work(rec.data), key)
+
+and gets bounded memory, whole lines, NAME.part + rename, a manifest, and a summary on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from thor_cli import __version__
+from thor_cli.config import config_hash
+from thor_cli.errors import PipeClosed, ThorError
+from thor_cli.log import log
+from thor_cli.records.jsonl import InputRecord, OutputSink, iter_records, write_json_atomic
+from thor_cli.records.keys import KEYS_FIELD, content_key
+from thor_cli.records.shard import Shard, parse_shard, shard_from_env
+
+
+def select(records: Iterator[InputRecord], *, shard: Shard | None, limit: int | None) -> Iterator[InputRecord]:
+    """The first ``limit`` records, then this shard's share of them (index modulo n)."""
+    for i, rec in enumerate(records):
+        if limit is not None and i >= limit:
+            return
+        if shard is None or shard.owns(i):
+            yield rec
+
+
+@dataclass
+class Stream:
+    stage: str
+    records: Iterator[InputRecord]
+    sink: OutputSink
+    config: dict[str, Any]
+    read: int = 0
+    skipped: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def key(self, rec: InputRecord | dict[str, Any], sample: int | None = None) -> str:
+        data = rec.data if isinstance(rec, InputRecord) else rec
+        return content_key(data, self.config, stage=self.stage, sample=sample)
+
+    def skip(self, key: str) -> bool:
+        if key in self.sink.done:
+            self.skipped += 1
+            return True
+        return False
+
+    def emit(self, record: dict[str, Any], key: str | None = None) -> None:
+        if key is not None:
+            record[KEYS_FIELD] = {**(record.get(KEYS_FIELD) or {}), self.stage: key}
+        if record.get("error"):
+            self.failed += 1
+        try:
+            self.sink.write(record)
+        except BrokenPipeError:
+            raise PipeClosed() from None
+
+
+def _counting(st: Stream, it: Iterator[InputRecord]) -> Iterator[InputRecord]:
+    for rec in it:
+        st.read += 1
+        yield rec
+
+
+def write_manifest(path: str, stage: str, config: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    write_json_atomic(f"{path}.manifest.json", {
+        "thor_version": __version__, "stage": stage, "argv": sys.argv, "config": config,
+        "config_hash": config_hash(config), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
+    })
+
+
+@contextmanager
+def open_stream(stage: str, inputs: list[str] | None, output: str = "-", *, resume: bool = False,
+                shard: str | None = None, limit: int | None = None, config: dict[str, Any] | None = None,
+                fail_on_error: bool = False) -> Iterator[Stream]:
+    config = config or {}
+    sh = parse_shard(shard) if shard else shard_from_env()
+    if sh is not None:
+        log.debug("%s: shard %s", stage, sh)
+    sink = OutputSink(output, resume=resume, stage=stage)
+    if sink.dropped_bytes:
+        log.warning("%s: dropped a torn last line (%d bytes) from %s", stage, sink.dropped_bytes, sink.part)
+    if resume and sink.done:
+        log.info("%s: resuming; %d records already in %s", stage, len(sink.done), output)
+    st = Stream(stage, iter(()), sink, config)
+    st.records = _counting(st, select(iter_records(inputs or ["-"]), shard=sh, limit=limit))
+    if output != "-":
+        write_manifest(output, stage, config, {"shard": str(sh) if sh else None})
+    try:
+        yield st
+    except BaseException:
+        sink.abort()
+        if output != "-" and st.sink.written:
+            log.warning("%s: %d records kept in %s; rerun with --resume to continue", stage,
+                        st.sink.written, sink.part)
+        raise
+    sink.commit()
+    if st.read == 0:
+        log.warning("%s: no input records", stage)
+    secs = time.monotonic() - st.started
+    msg = f"{stage}: {st.read} read, {sink.written} written"
+    if st.skipped:
+        msg += f", {st.skipped} already done"
+    if st.failed:
+        msg += f", {st.failed} failed (see their 'error' field)"
+    log.info("%s in %.1fs", msg, secs)
+    if fail_on_error and st.failed:
+        raise ThorError(f"{st.failed} records failed", "see their 'error' field; drop --fail-on-error to exit 0")

@@ -1,0 +1,213 @@
+"""The record schema (version 1). A record grows as it flows through the stages:
+
+problem      {"id", "question", "answer", "source", "task", ...}       (thor data get / convert)
++ exec       {"exec": ExecResult}                                       (thor exec)
++ trajectory {"sample", "trajectory": Trajectory, "prompt_ids", "completion_ids",
+              "completion_mask", "completion_logprobs", "error"}        (rollout: eval, gen, rl)
++ grade      {"grade": Grade}                                           (thor grade, thor eval)
+
+Every stage passes through the fields it does not own and writes its own namespaced keys.
+Stages keep records as plain dicts (so unknown fields survive) and use these types to build and
+read the parts they own: ``Trajectory.from_dict(rec["trajectory"])``, ``grade.to_dict()``.
+
+Token bookkeeping (token-in, token-out): ``prompt_ids + completion_ids`` are exactly the ids the
+model was conditioned on / produced; ``completion_mask[i]`` is 1 for ids the model sampled and
+0 for spliced tool output. ``len(completion_mask) == len(completion_ids)`` always. Nothing
+downstream re-tokenizes text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from thor_cli.records.jsonl import get_field
+
+SCHEMA_VERSION = 1
+
+TurnKind = Literal["text", "code", "output"]
+ExecStatus = Literal["ok", "error", "timeout", "memory", "killed", "sandbox_error"]
+StopReason = Literal[
+    "answer",  # the protocol's final answer was given (e.g. \boxed{} then EOS, or </answer>)
+    "eos",  # the model stopped without a tool call
+    "max_tokens",  # the completion token budget ran out
+    "max_tool_calls",  # the tool-call budget ran out
+    "context_overflow",  # the next step would not fit the model's context
+    "error",  # a backend or tool failure; see the record's "error"
+]
+EXEC_STATUSES: tuple[str, ...] = ("ok", "error", "timeout", "memory", "killed", "sandbox_error")
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Problem:
+    """A problem to solve. ``answer`` is the gold answer (None for unlabelled prompts)."""
+
+    id: str
+    question: str
+    answer: str | None = None
+    source: str = ""
+    task: Literal["math", "code", "qa"] = "math"
+    # code tasks: test code and the function under test (HumanEval/MBPP)
+    tests: str | None = None
+    entry_point: str | None = None
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any], *, path: str | None = None, line: int | None = None) -> Problem:
+        rid = get_field(rec, "id", (str, int), path=path, line=line)
+        question = get_field(rec, "question", str, path=path, line=line)
+        answer = rec.get("answer")
+        if answer is not None and not isinstance(answer, (str, int, float)):
+            get_field(rec, "answer", str, path=path, line=line)  # raises with the right message
+        return cls(
+            id=str(rid), question=question, answer=None if answer is None else str(answer),
+            source=str(rec.get("source", "")), task=rec.get("task", "math"),
+            tests=rec.get("tests"), entry_point=rec.get("entry_point"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class ExecResult:
+    """What running one cell gave. The ``exec`` field of ``thor exec`` output."""
+
+    status: ExecStatus
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None  # "ZeroDivisionError: division by zero", or why it was killed
+    duration_ms: float = 0.0
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExecResult:
+        return _from_dict(cls, data)
+
+
+@dataclass
+class Turn:
+    """One segment of a trajectory: model text, a code cell (model text too), or tool output.
+
+    ``ids`` are the exact token ids of this segment; ``logprobs`` the sampling log-probs of
+    model-sampled ids (None for tool output or when the backend gives none).
+    """
+
+    kind: TurnKind
+    text: str
+    ids: list[int] = field(default_factory=list)
+    logprobs: list[float] | None = None
+    exec: dict[str, Any] | None = None  # on "output" turns: the ExecResult of the cell before it
+    tool: str | None = None  # "python" | "search" on code/output turns
+
+    @property
+    def sampled(self) -> bool:
+        return self.kind != "output"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Turn:
+        return _from_dict(cls, data)
+
+
+@dataclass
+class Retry:
+    """A self-correction: the failed cell (and backed-off text) that was dropped, and why."""
+
+    at_turn: int  # index in turns where the dropped text started
+    dropped_text: str
+    dropped_ids: list[int]
+    reason: str  # the failed cell's exec status, or "no_output"
+    exec: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Retry:
+        return _from_dict(cls, data)
+
+
+@dataclass
+class Trajectory:
+    """A model's attempt at a problem with tools: the ``trajectory`` field of a record."""
+
+    protocol: str
+    turns: list[Turn] = field(default_factory=list)
+    retries: list[Retry] = field(default_factory=list)
+    final_answer: str | None = None
+    stop_reason: StopReason = "eos"
+    n_tool_calls: int = 0
+    n_corrections: int = 0
+    v: int = SCHEMA_VERSION
+
+    @property
+    def text(self) -> str:
+        return "".join(t.text for t in self.turns)
+
+    @property
+    def completion_ids(self) -> list[int]:
+        return [i for t in self.turns for i in t.ids]
+
+    @property
+    def completion_mask(self) -> list[int]:
+        return [int(t.sampled) for t in self.turns for _ in t.ids]
+
+    @property
+    def cells(self) -> list[tuple[Turn, dict[str, Any] | None]]:
+        """(code turn, its exec result) pairs in order."""
+        out: list[tuple[Turn, dict[str, Any] | None]] = []
+        for i, t in enumerate(self.turns):
+            if t.kind == "code":
+                nxt = self.turns[i + 1] if i + 1 < len(self.turns) else None
+                out.append((t, nxt.exec if nxt is not None and nxt.kind == "output" else None))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v, "protocol": self.protocol, "turns": [t.to_dict() for t in self.turns],
+            "retries": [r.to_dict() for r in self.retries], "final_answer": self.final_answer,
+            "stop_reason": self.stop_reason, "n_tool_calls": self.n_tool_calls,
+            "n_corrections": self.n_corrections,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        return cls(
+            protocol=data.get("protocol", ""), turns=[Turn.from_dict(t) for t in data.get("turns", [])],
+            retries=[Retry.from_dict(r) for r in data.get("retries", [])],
+            final_answer=data.get("final_answer"), stop_reason=data.get("stop_reason", "eos"),
+            n_tool_calls=data.get("n_tool_calls", 0), n_corrections=data.get("n_corrections", 0),
+            v=data.get("v", SCHEMA_VERSION),
+        )
+
+
+@dataclass
+class Grade:
+    """The ``grade`` field: was the answer right, and how was it decided."""
+
+    correct: bool
+    pred: str | None
+    gold: str | None
+    method: str  # "math_verify" | "numeric" | "string" | "choice" | "code_tests" | "timeout" | "no_answer" ...
+    detail: str | None = None  # e.g. the failing assertion of a code test
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None or k in ("pred", "gold")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Grade:
+        return _from_dict(cls, data)

@@ -10,8 +10,8 @@ import importlib
 import os
 import sys
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from thor_cli import __version__
 from thor_cli.errors import PipeClosed, ThorError
@@ -73,15 +73,16 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = command.main(args=argv, prog_name="thor", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         code = e.exit_code
-    except click.exceptions.UsageError as e:
-        e.show()
-        code = 2
-    except click.exceptions.ClickException as e:
-        e.show()
+    except TyperException as e:  # typer's (vendored click's) usage errors: exit_code 2
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        else:
+            sys.stderr.write(f"Error: {e.format_message()}\n")
         code = e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("Interrupted\n")
         code = 130
     except PipeClosed:

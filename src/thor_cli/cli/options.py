@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from thor_cli.config import load_config_file
 
 
-def _config_callback(ctx: typer.Context, param: click.Parameter, value: Path | None) -> Path | None:
+def _config_callback(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
     if value is not None:
         ctx.default_map = {**(ctx.default_map or {}), **load_config_file(value)}
     return value

@@ -1,0 +1,57 @@
+"""The one async interface every generation engine implements.
+
+A backend turns token-id prompts into sampled token ids. It knows nothing about tools: the
+rollout engine calls ``generate`` once per model turn, with the protocol's stop strings.
+
+Contract (every backend, tested in tests/backends/):
+- ``generate(prompt_ids, params)`` returns the ids the model sampled after ``prompt_ids``, and
+  nothing else: no prompt echo, no re-tokenized text. If a stop string completes, generation
+  ends with the token that completed it (that token is kept, like vLLM's
+  include_stop_str_in_output=True), ``finish_reason == "stop"`` and ``stop`` names the string.
+  The EOS token, if sampled, is kept as the last id and ``finish_reason == "eos"``. Hitting
+  ``max_tokens`` gives ``finish_reason == "length"``.
+- ``logprobs[i]`` is the log-probability of ``ids[i]`` under the sampling distribution actually
+  used (after temperature), or None when the backend cannot give it.
+- The same (prompt_ids, params with a seed) give the same ids on the same backend and machine.
+- Many coroutines may await ``generate`` at once; the backend batches whatever is pending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "eos", "length"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1  # -1: off
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: bool = True
+
+
+@dataclass
+class Completion:
+    ids: list[int]
+    logprobs: list[float] | None
+    finish_reason: FinishReason
+    stop: str | None = None  # the stop string that ended generation, when finish_reason == "stop"
+    meta: dict[str, Any] = field(default_factory=dict)  # backend-specific extras (timings, usage)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model that samples tokens. ``tokenizer`` is a transformers tokenizer."""
+
+    name: str
+    tokenizer: Any
+    max_context: int  # prompt + completion tokens the model accepts
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> Completion: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,71 @@
+"""The CLI boundary through the real `thor` entry point: help, version, exit codes, errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from thor_cli.cli.app import COMMANDS
+
+THOR = str(Path(sys.executable).parent / "thor")
+
+
+def thor(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None,
+         timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([THOR, *args], input=stdin, capture_output=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_help_lists_exactly_the_registered_commands() -> None:
+    res = thor("--help")
+    assert res.returncode == 0
+    out = res.stdout.decode()
+    for _, _, name, _ in COMMANDS:
+        assert name in out
+    for unbuilt in ("gen", "sft", " rl "):
+        if not any(name == unbuilt.strip() for _, _, name, _ in COMMANDS):
+            assert f"│ {unbuilt.strip()} " not in out, f"{unbuilt} is offered but not built"
+
+
+def test_version() -> None:
+    res = thor("--version")
+    assert res.returncode == 0 and res.stdout.decode().startswith("thor ")
+
+
+def _all_command_paths() -> list[list[str]]:
+    import typer.main
+
+    from thor_cli.cli.app import app
+
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(cmd: object, prefix: list[str]) -> None:
+        sub = getattr(cmd, "commands", None)
+        if prefix:
+            paths.append(prefix)
+        if sub:
+            for name, child in sub.items():
+                walk(child, [*prefix, name])
+
+    walk(root, [])
+    return paths
+
+
+@pytest.mark.parametrize("path", _all_command_paths(), ids=lambda p: " ".join(p))
+def test_every_command_help_runs_and_ends_with_examples(path: list[str]) -> None:
+    res = thor(*path, "--help")
+    assert res.returncode == 0, res.stderr.decode()
+    text = res.stdout.decode()
+    assert "Usage:" in text
+    if not any(name == path[0] and kind == "group" for _, _, name, kind in COMMANDS) or len(path) > 1:
+        assert "Examples" in text and "|" in text, f"thor {' '.join(path)} --help has no pipe example"
+
+
+def test_unknown_command_and_bad_option_are_usage_errors() -> None:
+    assert thor("no-such-command").returncode == 2
+    assert thor("--no-such-flag").returncode == 2

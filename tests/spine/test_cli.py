@@ -69,3 +69,30 @@ def test_every_command_help_runs_and_ends_with_examples(path: list[str]) -> None
 def test_unknown_command_and_bad_option_are_usage_errors() -> None:
     assert thor("no-such-command").returncode == 2
     assert thor("--no-such-flag").returncode == 2
+
+
+def test_closed_pipe_is_quiet_and_exit_zero() -> None:
+    res = subprocess.run(f"set -o pipefail; {THOR} data get gsm8k | head -n 1", shell=True,
+                         capture_output=True, executable="/bin/bash", timeout=120)
+    assert res.returncode == 0, res.stderr.decode()
+    assert res.stdout.count(b"\n") == 1
+    assert res.stderr == b"", res.stderr.decode()
+
+
+def test_data_error_is_one_line_exit_1_and_debug_shows_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"question": "q", "answer": "1"}\n{"question": 5, "answer": "2"}\n')
+    res = thor("data", "convert", str(bad))
+    err = res.stderr.decode()
+    assert res.returncode == 1
+    assert err.startswith("Error: ") and f"{bad}:2:" in err and "Traceback" not in err
+    res = thor("data", "convert", str(bad), env={"THOR_DEBUG": "1"})
+    assert res.returncode != 0 and "Traceback" in res.stderr.decode()
+
+
+def test_empty_input_writes_an_empty_file_and_warns(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    res = thor("data", "convert", "-", "-o", str(out), stdin=b"")
+    assert res.returncode == 0, res.stderr.decode()
+    assert out.exists() and out.read_bytes() == b""
+    assert b"no input records" in res.stderr

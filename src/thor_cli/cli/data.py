@@ -125,5 +125,7 @@ def convert(
                      unlabelled="keep" if unlabelled else "skip" if skip_unlabelled else "error")
     t0 = time.monotonic()
     n = write_records(convert(inputs or ["-"], conv, split=split, limit=limit), output)
+    if n == 0 and not conv.skipped:
+        log.warning("convert: no input records")
     extra = f", {conv.skipped} rows without an answer skipped" if conv.skipped else ""
     log.info("convert: %d problems written%s in %.1fs", n, extra, time.monotonic() - t0)

@@ -31,10 +31,15 @@ _CORPUS = [
 def build_tiny_model(path: str | Path, *, vocab_size: int = 512, hidden_size: int = 64, layers: int = 2,
                      max_position_embeddings: int = 2048, seed: int = 0) -> Path:
     """Write a tiny random causal LM and its tokenizer to ``path``; return the path."""
+    import sys
+
     import torch
+    import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+    if not sys.stderr.isatty():
+        transformers.utils.logging.disable_progress_bar()
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE())

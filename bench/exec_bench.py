@@ -1,0 +1,166 @@
+"""Benchmark of the sandbox against the naive way, in one run; prints a table (no asserts).
+
+    .venv/bin/python bench/exec_bench.py            # ~1-2 minutes on 2 cores
+    .venv/bin/python bench/exec_bench.py --quick    # smaller counts
+
+Naive way: ``python3 -c`` in a subprocess per cell, replaying the session's earlier cells for
+state (unjailed, which flatters it). It is measured on a sample of the mixed workload's sessions
+and its throughput (cells/s) compared with the sandbox's on the whole workload.
+
+Rows (targets from issue 3, 2 cores): trivial cells in open sessions >= 3,000/s with p99 <= 5 ms;
+new sessions whose first cell uses sympy >= 200/s; mixed workload >= 200x naive; 1% cells past
+a 1 s timeout add <= n x 1 s / workers + 10% wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from thor_cli.sandbox import SandboxConfig, SandboxPool
+from thor_cli.sandbox.jail import site_dirs
+
+SYMPY_CELL = "import sympy as sp\nx = sp.symbols('x')\nprint(sp.factor(x**2 - {i}**2), sp.nsimplify(sp.sqrt({i})))"
+
+
+def mixed_workload(n_sessions: int, per: int, seed: int, timeout_frac: float = 0.0) -> list[list[str]]:
+    rng = random.Random(seed)
+    sessions = []
+    for s in range(n_sessions):
+        cells = [f"acc = {s}"]
+        for i in range(1, per):
+            r = rng.random()
+            if r < 0.10:
+                cells.append(SYMPY_CELL.format(i=i + 1))
+            elif r < 0.11:
+                cells.append("raise ValueError('bad step')")
+            else:
+                cells.append(f"acc = acc + {i}\nprint(acc)")
+        sessions.append(cells)
+    if timeout_frac:
+        flat = [(s, i) for s in range(n_sessions) for i in range(1, per)]
+        for s, i in rng.sample(flat, int(len(flat) * timeout_frac + 0.5)):
+            sessions[s][i] = "while True:\n    pass"
+    return sessions
+
+
+async def trivial(pool: SandboxPool, n_sessions: int, per: int) -> tuple[float, float, float]:
+    sessions = [await pool.session() for _ in range(n_sessions)]
+    await asyncio.gather(*(s.run("a = 0") for s in sessions))
+    lat: list[float] = []
+
+    async def drive(s: object) -> None:
+        for _ in range(per):
+            t = time.perf_counter()
+            await s.run("a += 1")  # type: ignore[attr-defined]
+            lat.append((time.perf_counter() - t) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(drive(s) for s in sessions))
+    wall = time.perf_counter() - t0
+    await asyncio.gather(*(s.close() for s in sessions))
+    lat.sort()
+    return len(lat) / wall, statistics.median(lat), lat[int(0.99 * (len(lat) - 1))]
+
+
+async def new_sympy_sessions(pool: SandboxPool, n: int, conc: int) -> float:
+    sem = asyncio.Semaphore(conc)
+
+    async def one(i: int) -> str:
+        async with sem:
+            async with await pool.session() as s:
+                return (await s.run(f"import sympy as sp\nprint(sp.sqrt({i}))")).status
+
+    t0 = time.perf_counter()
+    st = await asyncio.gather(*(one(i) for i in range(n)))
+    assert set(st) == {"ok"}, set(st)
+    return n / (time.perf_counter() - t0)
+
+
+async def run_workload(pool: SandboxPool, sessions: list[list[str]], timeout: float | None = None) -> tuple[float, dict[str, int]]:
+    counts: dict[str, int] = {}
+
+    async def one(cells: list[str]) -> None:
+        async with await pool.session() as s:
+            for c in cells:
+                r = await s.run(c, timeout)
+                counts[r.status] = counts.get(r.status, 0) + 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in sessions))
+    return time.perf_counter() - t0, counts
+
+
+def naive(sessions: list[list[str]], workers: int) -> float:
+    """Seconds for the naive way over ``sessions`` (each cell: a new python3, replaying prior ok cells)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(site_dirs(SandboxConfig())), "OPENBLAS_NUM_THREADS": "1"}
+    py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+    def one(cells: list[str]) -> None:
+        done: list[str] = []
+        for c in cells:
+            p = subprocess.run([py, "-c", "\n".join([*done, c])], capture_output=True, env=env, timeout=60)
+            if p.returncode == 0:
+                done.append(c)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as ex:
+        list(ex.map(one, sessions))
+    return time.perf_counter() - t0
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--workers", type=int, default=None)
+    args = ap.parse_args()
+    q = args.quick
+    cfg = SandboxConfig(workers=args.workers)
+    rows: list[tuple[str, str, str, str]] = []
+    t0 = time.perf_counter()
+    async with SandboxPool(cfg) as pool:
+        start = time.perf_counter() - t0
+        w = cfg.n_workers
+        rate, p50, p99 = await trivial(pool, 8, 250 if q else 1500)
+        rows.append(("1. trivial cells, 8 open sessions", f"{rate:,.0f} cells/s; p50 {p50:.2f} ms, p99 {p99:.2f} ms",
+                     ">= 3,000/s, p99 <= 5 ms", "yes" if rate >= 3000 and p99 <= 5 else "NO"))
+        rate = await new_sympy_sessions(pool, 200 if q else 1000, 4 * w)
+        rows.append(("2. new sessions, first cell uses sympy", f"{rate:,.0f} sessions/s", ">= 200/s",
+                     "yes" if rate >= 200 else "NO"))
+        work = mixed_workload(100, 20, seed=1)
+        wall, counts = await run_workload(pool, work)
+        n_cells = sum(map(len, work))
+        sample = work[: 4 if q else 8]
+        naive_s = naive(sample, w)
+        naive_rate = sum(map(len, sample)) / naive_s
+        ours = n_cells / wall
+        rows.append(("3. mixed 2,000 cells / 100 sessions (10% sympy, 1% raise)",
+                     f"{ours:,.0f} cells/s ({wall:.2f} s) vs naive {naive_rate:,.1f} cells/s = {ours / naive_rate:,.0f}x",
+                     ">= 200x naive", "yes" if ours / naive_rate >= 200 else "NO"))
+        work_t = mixed_workload(100, 20, seed=1, timeout_frac=0.01)
+        n_to = sum(c == "while True:\n    pass" for cells in work_t for c in cells)
+        wall_t, counts_t = await run_workload(pool, work_t, timeout=1.0)
+        bound = wall + n_to * 1.0 / w + 0.1 * wall
+        rows.append((f"4. same + 1% ({n_to}) cells looping past a 1 s timeout",
+                     f"{wall_t:.2f} s (without: {wall:.2f} s; statuses {counts_t})",
+                     f"<= {bound:.2f} s", "yes" if wall_t <= bound else "NO"))
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    print(f"sandbox bench: {w} workers, {os.cpu_count()} cores, pool start {start:.2f} s; naive = python3 -c per cell "
+          f"with replay, {sum(map(len, sample))} cells sampled")
+    head = ("workload", "measured", "target", "met")
+    print(" | ".join(h.ljust(width[i]) for i, h in enumerate(head)))
+    print("-|-".join("-" * x for x in width))
+    for r in rows:
+        print(" | ".join(c.ljust(width[i]) for i, c in enumerate(r)))
+    print(f"mixed workload statuses: {counts}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

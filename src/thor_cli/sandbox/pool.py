@@ -1,0 +1,380 @@
+"""SandboxPool and Session: warm jailed interpreters, a forked child per session, async cells.
+
+    async with SandboxPool(SandboxConfig()) as pool:
+        async with await pool.session() as sess:
+            res = await sess.run("x = 1\\nprint(x)")   # ExecResult(status="ok", stdout="1\\n", ...)
+
+One asyncio event loop drives everything: each session's socket is read with asyncio streams, so
+hundreds of sessions can be used from as many coroutines at once. At most ``workers`` cells
+execute at the same time (a semaphore), so a cell's wall-clock timeout measures its own run,
+not its wait for a core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import os
+import signal
+import socket
+import struct
+import time
+from typing import Any
+
+import orjson
+
+from thor_cli.errors import SandboxError
+from thor_cli.log import log
+from thor_cli.records.schema import EXEC_STATUSES, ExecResult
+from thor_cli.sandbox.config import SandboxConfig
+from thor_cli.sandbox.jail import UID_BASE, UIDS_PER_WORKER, Machine, probe, worker_command
+
+_HEAD = struct.Struct(">I")
+_sids = itertools.count(1)
+
+
+def _frame(obj: dict[str, Any]) -> bytes:
+    data = orjson.dumps(obj)
+    return _HEAD.pack(len(data)) + data
+
+
+def _describe_exit(code: int | None, sig: int | None) -> str:
+    if sig is not None:
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"killed by {name}" + (" (a crash)" if sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT) else "")
+    if code is not None:
+        return f"exited with code {code} (os._exit or a crash)"
+    return "ended"
+
+
+class _Worker:
+    """One nsjail with its zygote; forks sessions on request over a SOCK_SEQPACKET control socket."""
+
+    def __init__(self, pool: SandboxPool, index: int) -> None:
+        self.pool, self.index = pool, index
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ctrl: socket.socket | None = None
+        self.alive = False
+        self.ready: asyncio.Future[dict[str, Any]] | None = None
+        self.sessions: dict[int, Session] = {}
+        self.free_uids: collections.deque[int] = collections.deque(range(1, UIDS_PER_WORKER))
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent.setblocking(False)
+        cmd = worker_command(self.pool.cfg, self.pool.machine, self.index, child.fileno())
+        self.ready = loop.create_future()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, pass_fds=(child.fileno(),), start_new_session=True)
+        except OSError as e:
+            raise SandboxError(f"cannot start the sandbox worker ({e})", "check that nsjail runs here") from None
+        finally:
+            child.close()
+        self.ctrl, self.alive = parent, True
+        self.tasks = [asyncio.create_task(self._read_ctrl()), asyncio.create_task(self._read_stderr())]
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.ready), self.pool.cfg.start_timeout)
+        except (TimeoutError, SandboxError):
+            await self.stop()
+            tail = "\n".join(self.stderr_tail) or "(no output)"
+            raise SandboxError(f"the sandbox worker did not start; its stderr:\n{tail}",
+                               "run shell/setup-sandbox.sh as root, or see docs for running without root") from None
+
+    async def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.stderr_tail.append(line)
+            log.debug("sandbox worker %d: %s", self.index, line)
+
+    async def _read_ctrl(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.ctrl is not None
+        try:
+            while True:
+                data = await loop.sock_recv(self.ctrl, 65536)
+                if not data:
+                    break
+                msg = orjson.loads(data)
+                if msg["op"] == "exit":
+                    sess = self.sessions.pop(msg["sid"], None)
+                    if sess is not None:
+                        self.free_uids.append(sess.uid_index)
+                        sess._on_exit(msg.get("code"), msg.get("signal"))
+                elif msg["op"] == "ready" and self.ready is not None and not self.ready.done():
+                    self.ready.set_result(msg)
+        except (OSError, ValueError, KeyError) as e:
+            log.debug("sandbox worker %d: control socket: %s", self.index, e)
+        self._died()
+
+    def _died(self) -> None:
+        if self.alive:
+            self.alive = False
+            if not self.pool.closing:
+                log.warning("sandbox worker %d ended; its %d sessions are lost (a new worker starts on demand)",
+                            self.index, len(self.sessions))
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_exception(SandboxError("the sandbox worker ended while starting"))
+        for sess in list(self.sessions.values()):
+            sess._on_exit(None, None, worker_died=True)
+        self.sessions.clear()
+
+    def _send(self, msg: dict[str, Any], fds: list[int] | None = None) -> None:
+        assert self.ctrl is not None
+        data = orjson.dumps(msg)
+        for _ in range(1000):
+            try:
+                socket.send_fds(self.ctrl, [data], fds or [])
+                return
+            except BlockingIOError:
+                time.sleep(0.001)  # the zygote is behind on a burst of forks; it catches up in ms
+        raise SandboxError("the sandbox worker does not answer", "restart thor")
+
+    def fork(self, sess: Session) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._send({"op": "fork", "sid": sess.sid, "uid": sess.uid}, [theirs.fileno()])
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.sessions[sess.sid] = sess
+        return ours
+
+    def kill(self, sid: int) -> None:
+        if self.alive:
+            try:
+                self._send({"op": "kill", "sid": sid})
+            except (OSError, SandboxError):
+                pass
+
+    async def stop(self) -> None:
+        self.alive = False
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            await self.proc.wait()
+        if self.ctrl is not None:
+            self.ctrl.close()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class Session:
+    """One Python interpreter whose state persists across cells. Run cells one at a time
+    (concurrent ``run`` calls on one session queue up in order)."""
+
+    def __init__(self, pool: SandboxPool, worker: _Worker, uid_index: int) -> None:
+        self.pool, self.worker, self.uid_index = pool, worker, uid_index
+        self.sid = next(_sids)
+        self.uid = uid_index if pool.machine.jailed else UID_BASE + worker.index * UIDS_PER_WORKER + uid_index
+        self._lock = asyncio.Lock()
+        self._ended: str | None = None  # why the session can run no more cells
+        self._exit: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._hello = False
+        sock = worker.fork(self)
+        self._reader = asyncio.StreamReader(limit=2**16)
+        self._sock = sock
+        self._writer: asyncio.StreamWriter | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._ended is None
+
+    def _on_exit(self, code: int | None, sig: int | None, worker_died: bool = False) -> None:
+        why = "its sandbox worker ended" if worker_died else _describe_exit(code, sig)
+        if not self._exit.done():
+            self._exit.set_result(why)
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.connect_accepted_socket(
+            lambda: asyncio.StreamReaderProtocol(self._reader), sock=self._sock)
+        self._writer = asyncio.StreamWriter(transport, protocol, self._reader, loop)
+
+    async def _read_frame(self, max_bytes: int) -> dict[str, Any] | None:
+        try:
+            head = await self._reader.readexactly(4)
+            (n,) = _HEAD.unpack(head)
+            if n > max_bytes:
+                raise ValueError(f"a reply of {n} bytes")
+            return orjson.loads(await self._reader.readexactly(n))
+        except asyncio.IncompleteReadError:
+            return None
+
+    async def _why_ended(self) -> str:
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._exit), 1.0)
+        except TimeoutError:
+            return "ended"
+
+    def _kill(self, why: str) -> None:
+        if self._ended is None:
+            self._ended = why
+            self.worker.kill(self.sid)
+        if self._writer is not None:
+            self._writer.close()
+
+    async def run(self, code: str, timeout: float | None = None) -> ExecResult:
+        """Run one cell; never raises for anything the cell does (that is in the result)."""
+        async with self._lock:
+            if self._ended is not None:
+                return ExecResult("killed", error=f"SessionClosed: this session can run no more cells: {self._ended}")
+            async with self.pool._sem:
+                return await self._run(code, self.pool.cfg.timeout if timeout is None else timeout)
+
+    async def _run(self, code: str, timeout: float) -> ExecResult:
+        cfg = self.pool.cfg
+        max_bytes = 16 * cfg.max_output + (1 << 16)
+        t0 = time.perf_counter()
+        try:
+            if self._writer is None:
+                await self._connect()
+            assert self._writer is not None
+            if not self._hello:
+                hello = await asyncio.wait_for(self._read_frame(1 << 16), cfg.start_timeout)
+                if hello is None or not hello.get("hello"):
+                    why = (hello or {}).get("setup_error") or await self._why_ended()
+                    self._kill(f"the session did not start: {why}")
+                    return ExecResult("sandbox_error", error=f"SandboxError: the session did not start: {why}")
+                self._hello = True
+                t0 = time.perf_counter()
+            self._writer.write(_frame({"code": code, "timeout": timeout, "max_output": cfg.max_output}))
+            await self._writer.drain()
+            deadline = timeout + cfg.grace if timeout > 0 else None
+            async with asyncio.timeout(deadline):  # no extra task per cell, unlike wait_for
+                rep = await self._read_frame(max_bytes)
+        except TimeoutError:
+            self._kill(f"a cell ran past its {timeout:g} s timeout and was killed")
+            return ExecResult("timeout", error=f"TimeoutError: the cell ran past its {timeout:g} s limit "
+                              "and ignored the interrupt; the session was killed",
+                              duration_ms=(time.perf_counter() - t0) * 1000)
+        except (ConnectionError, OSError) as e:
+            rep = None
+            log.debug("session %d: %s", self.sid, e)
+        except (ValueError, orjson.JSONDecodeError) as e:
+            self._kill("it broke the reply protocol")
+            return ExecResult("killed", error=f"ProtocolError: the cell wrote to thor's channel ({e}); session killed",
+                              duration_ms=(time.perf_counter() - t0) * 1000)
+        ms = (time.perf_counter() - t0) * 1000
+        if rep is None:
+            why = await self._why_ended()
+            self._kill(f"its interpreter {why}")
+            status = "sandbox_error" if why == "its sandbox worker ended" else "killed"
+            return ExecResult(status, error=f"SessionEnded: the interpreter {why}", duration_ms=ms)
+        try:
+            res = ExecResult(status=rep["status"], stdout=str(rep["stdout"]), stderr=str(rep["stderr"]),
+                             error=rep["error"], duration_ms=float(rep["duration_ms"]),
+                             truncated=bool(rep["truncated"]))
+            if res.status not in EXEC_STATUSES or not (res.error is None or isinstance(res.error, str)):
+                raise ValueError(res.status)
+        except (KeyError, TypeError, ValueError):
+            self._kill("it broke the reply protocol")
+            return ExecResult("killed", error="ProtocolError: malformed reply (the cell wrote to thor's channel)",
+                              duration_ms=ms)
+        if res.status == "killed":
+            self._kill(f"a cell ended its interpreter ({res.error})")
+        return res
+
+    async def close(self) -> None:
+        """End the session and every process in it. Idempotent."""
+        if self._ended is None:
+            self._ended = "it was closed"
+            self.worker.kill(self.sid)
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self._sock.close()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class SandboxPool:
+    """Warm jailed interpreters; :meth:`session` forks a fresh session from one of them."""
+
+    def __init__(self, cfg: SandboxConfig | None = None) -> None:
+        self.cfg = cfg or SandboxConfig()
+        self.machine: Machine = probe(self.cfg)
+        self.workers: list[_Worker] = []
+        self._sem = asyncio.Semaphore(self.cfg.n_workers)
+        self._start_lock: asyncio.Lock | None = None
+        self.closing = False
+        self.off: list[str] = list(self.machine.off)
+
+    @classmethod
+    def connect(cls, url: str, **kw: Any) -> Any:
+        """A client of ``thor exec serve`` with the same session API (see sandbox.server)."""
+        from thor_cli.sandbox.server import RemoteSandbox
+
+        return RemoteSandbox(url, **kw)
+
+    async def start(self) -> SandboxPool:
+        self.workers = [_Worker(self, i) for i in range(self.cfg.n_workers)]
+        t0 = time.perf_counter()
+        readies = await asyncio.gather(*(w.start() for w in self.workers), return_exceptions=True)
+        errors = [r for r in readies if isinstance(r, BaseException)]
+        if errors:
+            await self.close()
+            raise errors[0]
+        for r in readies:
+            assert isinstance(r, dict)
+            self.off += [o for o in r.get("off", []) if o not in self.off]
+            if r.get("preload_failed"):
+                log.warning("sandbox: could not preload %s in the jail", ", ".join(r["preload_failed"]))
+        if self.off:
+            log.warning("sandbox: protections OFF on this machine: %s", "; ".join(self.off))
+        log.debug("sandbox: %d warm interpreters in %.2fs", len(self.workers), time.perf_counter() - t0)
+        return self
+
+    async def session(self) -> Session:
+        """A fresh session: a fork of a warm interpreter (never a start, never an import)."""
+        if not self.workers:
+            await self.start()
+        alive = [w for w in self.workers if w.alive and w.free_uids]
+        if not alive:
+            alive = [await self._replace_dead()]
+        worker = min(alive, key=lambda w: len(w.sessions))
+        return Session(self, worker, worker.free_uids.popleft())
+
+    async def _replace_dead(self) -> _Worker:
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            for i, w in enumerate(self.workers):
+                if w.alive and w.free_uids:
+                    return w
+                if not w.alive:
+                    await w.stop()
+                    self.workers[i] = nw = _Worker(self, w.index)
+                    await nw.start()
+                    return nw
+        raise SandboxError(f"all {UIDS_PER_WORKER - 1} session slots of every worker are in use",
+                           "close sessions you no longer need")
+
+    async def close(self) -> None:
+        self.closing = True
+        for w in self.workers:
+            for s in list(w.sessions.values()):
+                await s.close()
+        await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)
+
+    async def __aenter__(self) -> SandboxPool:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

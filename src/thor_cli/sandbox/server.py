@@ -1,0 +1,187 @@
+"""``thor exec serve`` (HTTP over TCP or a Unix socket) and its client, RemoteSandbox.
+
+The client has the pool's session API, so the rollout engine takes either::
+
+    async with SandboxPool.connect("http://node7:8765") as pool:     # or "unix:/tmp/thor.sock"
+        async with await pool.session() as sess:
+            res = await sess.run("print(1)")                          # ExecResult
+
+Routes: ``POST /sessions`` -> ``{"session": id}``; ``POST /sessions/{id}/run`` with
+``{"code", "timeout"}`` -> the ExecResult as JSON; ``DELETE /sessions/{id}``; ``GET /health``.
+Sessions idle for ``idle_s`` (default 15 min) are closed, so a client that died leaks nothing.
+No authentication: listen on localhost, a Unix socket, or a private network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+import orjson
+
+from thor_cli.errors import SandboxError
+from thor_cli.log import log
+from thor_cli.records.schema import ExecResult
+from thor_cli.sandbox.config import SandboxConfig
+from thor_cli.sandbox.pool import SandboxPool, Session
+
+
+def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
+    from aiohttp import web
+
+    sessions: dict[str, tuple[Session, float]] = {}
+    ids = itertools.count(1)
+
+    def js(obj: Any, status: int = 200) -> web.Response:
+        return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
+
+    async def create(_: web.Request) -> web.Response:
+        sid = f"s{next(ids)}"
+        sessions[sid] = (await pool.session(), time.monotonic())
+        return js({"session": sid})
+
+    async def run(req: web.Request) -> web.Response:
+        entry = sessions.get(req.match_info["sid"])
+        if entry is None:
+            return js(ExecResult("killed", error="SessionClosed: no such session (closed, or idle too long)").to_dict())
+        body = orjson.loads(await req.read())
+        if not isinstance(body, dict) or not isinstance(body.get("code"), str):
+            return js({"error": 'expected {"code": str, "timeout": number|null}'}, 400)
+        sessions[req.match_info["sid"]] = (entry[0], time.monotonic())
+        res = await entry[0].run(body["code"], body.get("timeout"))
+        return js(res.to_dict())
+
+    async def delete(req: web.Request) -> web.Response:
+        entry = sessions.pop(req.match_info["sid"], None)
+        if entry is not None:
+            await entry[0].close()
+        return js({})
+
+    async def health(_: web.Request) -> web.Response:
+        return js({"workers": sum(w.alive for w in pool.workers), "sessions": len(sessions), "off": pool.off})
+
+    async def reaper() -> None:
+        while True:
+            await asyncio.sleep(min(idle_s, 30))
+            now = time.monotonic()
+            for sid, (sess, seen) in list(sessions.items()):
+                if now - seen > idle_s:
+                    sessions.pop(sid, None)
+                    await sess.close()
+
+    async def on_startup(app: web.Application) -> None:
+        app["reaper"] = asyncio.create_task(reaper())
+
+    async def on_cleanup(app: web.Application) -> None:
+        app["reaper"].cancel()
+        await pool.close()
+
+    app = web.Application(client_max_size=64 << 20)
+    app.add_routes([web.post("/sessions", create), web.post("/sessions/{sid}/run", run),
+                    web.delete("/sessions/{sid}", delete), web.get("/health", health)])
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+def serve(cfg: SandboxConfig, *, host: str = "127.0.0.1", port: int = 8765, unix: str | None = None) -> None:
+    """Run the server until interrupted."""
+    from aiohttp import web
+
+    async def go() -> None:
+        pool = await SandboxPool(cfg).start()
+        runner = web.AppRunner(make_app(pool))
+        await runner.setup()
+        site: web.BaseSite = web.UnixSite(runner, unix) if unix else web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("thor exec serve: listening on %s (%d workers)", f"unix:{unix}" if unix else f"http://{host}:{port}",
+                 cfg.n_workers)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
+class RemoteSession:
+    """A session on a ``thor exec serve`` server; same API as :class:`Session`."""
+
+    def __init__(self, client: RemoteSandbox, sid: str) -> None:
+        self.client, self.sid, self.alive = client, sid, True
+
+    async def run(self, code: str, timeout: float | None = None) -> ExecResult:
+        try:
+            data = await self.client._call("POST", f"/sessions/{self.sid}/run", {"code": code, "timeout": timeout})
+        except SandboxError as e:
+            return ExecResult("sandbox_error", error=f"SandboxError: {e}")
+        res = ExecResult.from_dict(data)
+        if res.status == "killed" or (res.status == "timeout" and "session was killed" in (res.error or "")):
+            self.alive = False
+        return res
+
+    async def close(self) -> None:
+        if self.alive:
+            self.alive = False
+            try:
+                await self.client._call("DELETE", f"/sessions/{self.sid}")
+            except SandboxError:
+                pass
+
+    async def __aenter__(self) -> RemoteSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class RemoteSandbox:
+    """Client of ``thor exec serve``: ``url`` is ``http://host:port`` or ``unix:/path/to.sock``."""
+
+    def __init__(self, url: str, *, request_timeout: float = 600.0) -> None:
+        self.url, self.request_timeout = url, request_timeout
+        self._http: Any = None
+
+    async def start(self) -> RemoteSandbox:
+        import aiohttp
+
+        if self.url.startswith("unix:"):
+            conn = aiohttp.UnixConnector(path=self.url[5:])
+            self._base = "http://sandbox"
+        else:
+            conn = aiohttp.TCPConnector(limit=0)
+            self._base = self.url.rstrip("/")
+        self._http = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=self.request_timeout))
+        return self
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        import aiohttp
+
+        if self._http is None:
+            await self.start()
+        try:
+            async with self._http.request(method, self._base + path,
+                                          data=None if body is None else orjson.dumps(body)) as r:
+                data = orjson.loads(await r.read())
+                if r.status != 200:
+                    raise SandboxError(f"sandbox server {self.url}: HTTP {r.status}: {data}")
+                return data
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as e:
+            raise SandboxError(f"sandbox server {self.url} unreachable or broken ({e})",
+                               "check that thor exec serve runs there") from None
+
+    async def session(self) -> RemoteSession:
+        return RemoteSession(self, (await self._call("POST", "/sessions"))["session"])
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def __aenter__(self) -> RemoteSandbox:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,459 @@
+"""The warm interpreter that runs *inside* the jail: preloads libraries, then forks one child per
+session. Standard library only; run as ``python3 -S -B -E -c <this file's source> <config json>``
+(never imported by thor itself, so no thor code or path is visible in the jail).
+
+Process tree inside one jail (one per pool worker)::
+
+    zygote (uid 0 of the jail's user namespace, keeps capabilities; numpy/sympy imported, gc frozen)
+      +-- session (pid 1 of its own pid namespace; own mount, ipc, uts [, net] namespaces;
+      |            fresh /proc and a private tmpfs /tmp; own uid without capabilities; rlimits)
+      |     +-- whatever its cells fork (killed after every cell)
+      +-- session ...
+
+Control socket (SOCK_SEQPACKET, JSON messages), host -> zygote:
+``{"op": "fork", "sid": N, "uid": U}`` with the session's stream socket attached (SCM_RIGHTS);
+``{"op": "kill", "sid": N}``. zygote -> host: ``{"op": "ready", "off": [...]}`` once warm;
+``{"op": "exit", "sid": N, "code": C, "signal": S}`` when a session's process ends.
+
+Session socket (SOCK_STREAM, 4-byte big-endian length + JSON): the session first sends
+``{"hello": true, "off": [...]}`` (or ``{"setup_error": "..."}``), then answers each
+``{"code": str, "timeout": float, "max_output": int}`` with
+``{"status", "stdout", "stderr", "error", "truncated", "duration_ms"}``.
+"""
+
+import ctypes
+import gc
+import io
+import json
+import os
+import resource
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV = 0x4000, 0x40000, 0x2, 0x4
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(rc, what):
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+# ---------------------------------------------------------------- output capture
+class Capture(io.TextIOBase):
+    """A text stream that keeps the first and last ``limit // 2`` characters of what is written."""
+
+    def __init__(self, fd):
+        self._fd = fd
+        self.reset(10_000)
+
+    def reset(self, limit):
+        self.limit, self.head, self.tail, self.n_head, self.n_tail, self.total = limit, [], [], 0, 0, 0
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        n = len(s)
+        self.total += n
+        half = self.limit // 2
+        if self.n_head < half:
+            take = s[: half - self.n_head]
+            self.head.append(take)
+            self.n_head += len(take)
+            s = s[len(take):]
+        if s:
+            self.tail.append(s)
+            self.n_tail += len(s)
+            if self.n_tail > 4 * half + 4096:  # trim now and then so memory stays bounded
+                t = "".join(self.tail)[-half:]
+                self.tail, self.n_tail = [t], len(t)
+        return n
+
+    def value(self):
+        return "".join(self.head), "".join(self.tail)
+
+    def fileno(self):
+        return self._fd
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def flush(self):
+        pass
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+
+def _read_fd_output(fd, limit):
+    """What was written at the fd level (subprocesses, os.write): head and tail, then emptied."""
+    try:
+        size = os.fstat(fd).st_size
+    except OSError:
+        return "", "", 0
+    if size == 0:
+        return "", "", 0
+    half = max(limit // 2, 1)
+    head = os.pread(fd, min(size, 4 * half), 0)
+    tail = os.pread(fd, min(size, 4 * half), max(size - 4 * half, 0)) if size > 4 * half else b""
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return head.decode("utf-8", "replace"), tail.decode("utf-8", "replace"), size
+
+
+def _join(cap, fdout, limit):
+    """One text from the Python-level and fd-level captures, cut to head + marker + tail."""
+    half = limit // 2
+    ph, pt = cap.value()
+    fh, ft, fsize = fdout
+    py_whole = len(ph) + len(pt) == cap.total
+    fd_whole = not ft
+    if py_whole and fd_whole:
+        text = ph + pt + fh
+        if len(text) <= limit:
+            return text, False
+        return f"{text[:half]}\n... [{len(text) - 2 * half} characters truncated] ...\n{text[-half:]}", True
+    prefix = ph + pt + fh if py_whole else ph
+    if fsize == 0:
+        suffix = pt
+    elif fd_whole:
+        suffix = (ph + pt if py_whole else pt) + fh
+    else:
+        suffix = ft
+    dropped = max(cap.total + fsize - 2 * half, 1)
+    return f"{prefix[:half]}\n... [{dropped} characters truncated] ...\n{suffix[-half:]}", True
+
+
+# ---------------------------------------------------------------- running cells
+class CellTimeout(BaseException):
+    pass
+
+
+_in_cell = [False]
+_me = [0]  # pid of the session's interpreter
+
+
+def _on_alarm(signum, frame):
+    if _in_cell[0]:
+        raise CellTimeout()
+
+
+def _reap_cell_processes():
+    """As pid 1 of the session's namespace: kill everything the cell left running, reap it."""
+    try:  # orphans are re-parented to pid 1: no child means nothing else runs in the namespace
+        if os.waitpid(-1, os.WNOHANG) == (0, 0):
+            pass
+    except ChildProcessError:
+        return
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.001)
+
+
+def _format_exc(e, skip_frames=True):
+    tb = e.__traceback__
+    if skip_frames and tb is not None:
+        tb = tb.tb_next  # drop the frame of run_cell itself
+    lines = traceback.format_exception(type(e), e, tb)
+    return "".join(lines), f"{type(e).__name__}: {e}".rstrip().rstrip(":")
+
+
+def run_cell(req, env, out, err, pid1):
+    code, timeout, limit = req["code"], float(req.get("timeout") or 0), int(req.get("max_output") or 10_000)
+    out.reset(limit)
+    err.reset(limit)
+    sys.stdout, sys.stderr, sys.stdin = out, err, io.StringIO("")
+    status, error, exit_after = "ok", None, False
+    t0 = time.perf_counter()
+    try:
+        compiled = compile(code, "<cell>", "exec")
+    except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as e:
+        status = "memory" if isinstance(e, MemoryError) else "error"
+        tb, error = _format_exc(e, skip_frames=False)
+        err.write("".join(traceback.format_exception_only(type(e), e)))
+        compiled = None
+    if compiled is not None:
+        _in_cell[0] = True
+        if timeout > 0:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            exec(compiled, env)  # noqa: S102 -- running untrusted code is this process's job
+        except CellTimeout:
+            status, error = "timeout", f"TimeoutError: the cell ran past its {timeout:g} s limit"
+        except SystemExit as e:
+            status, error, exit_after = "killed", f"SystemExit: the cell ended its interpreter (exit code {e.code!r})", True
+        except MemoryError as e:
+            status, error = "memory", _format_exc(e)[1]
+            err.write(_format_exc(e)[0])
+        except BaseException as e:  # noqa: BLE001 -- every exception of the cell is data
+            status = "error"
+            tb, error = _format_exc(e)
+            err.write(tb)
+        finally:
+            if os.getpid() != _me[0]:
+                os._exit(0)  # a process the cell forked fell through to here: it must not answer
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            _in_cell[0] = False
+    duration = (time.perf_counter() - t0) * 1000
+    try:
+        sys.stdout.flush()
+    except BaseException:  # noqa: BLE001
+        pass
+    sys.stdout, sys.stderr = out, err
+    if pid1:
+        _reap_cell_processes()
+    res = {"status": status, "error": error, "duration_ms": duration, "truncated": False}
+    for name, cap, fd in (("stdout", out, 1), ("stderr", err, 2)):
+        text, cut = _join(cap, _read_fd_output(fd, limit), limit)
+        res[name] = text
+        res["truncated"] = res["truncated"] or cut
+    return res, exit_after
+
+
+# ---------------------------------------------------------------- framing
+def send_frame(sock, obj):
+    data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    sock.sendall(struct.pack(">I", len(data)) + data)
+
+
+def recv_exact(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_frame(sock):
+    head = recv_exact(sock, 4)
+    if head is None:
+        return None
+    body = recv_exact(sock, struct.unpack(">I", head)[0])
+    return None if body is None else json.loads(body)
+
+
+# ---------------------------------------------------------------- one session
+def _setup_session(cfg, uid):
+    """In the forked child: namespaces, mounts, limits, then drop to ``uid``. Returns what is off."""
+    off = []
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    os.setsid()
+    if cfg["jailed"]:
+        flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (CLONE_NEWNET if cfg["session_net"] else 0)
+        _check(_libc.unshare(flags), "unshare")
+        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+        _check(_libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV, None), "mount /proc")
+        opts = f"size={cfg['tmpfs_mb']}m,mode=0700,uid={uid},gid={uid}".encode()
+        _check(_libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts), "mount /tmp")
+    else:
+        off.append("namespaces")
+    lim = cfg["limits"]
+    for name, value in (("RLIMIT_AS", lim["memory_mb"] << 20), ("RLIMIT_FSIZE", lim["file_mb"] << 20),
+                        ("RLIMIT_CPU", lim["cpu_s"]), ("RLIMIT_NOFILE", lim["nofile"]),
+                        ("RLIMIT_CORE", 0), ("RLIMIT_NPROC", lim["nproc"])):
+        if name == "RLIMIT_NPROC" and not cfg["uid_range"]:
+            off.append("per-session process limit")  # RLIMIT_NPROC counts per uid: shared otherwise
+            continue
+        resource.setrlimit(getattr(resource, name), (value, value))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full file is an OSError, not a dead session
+    if cfg["uid_range"]:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)  # non-zero uid: every capability is gone
+    elif cfg["jailed"]:
+        _drop_caps()
+        off.append("per-session uid")
+    os.chdir("/tmp")
+    return off
+
+
+def _drop_caps():
+    """capset(2) with empty sets (the session keeps the zygote's uid but no capability)."""
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+    data = (ctypes.c_uint32 * 6)()
+    _check(_libc.syscall(126, header, data), "capset")  # 126 = capset on x86_64
+
+
+def session_main(sock, cfg, uid, pid1):
+    try:
+        off = _setup_session(cfg, uid)
+    except BaseException as e:  # noqa: BLE001 -- report, never hang the host
+        send_frame(sock, {"setup_error": f"{type(e).__name__}: {e}"})
+        return
+    _me[0] = os.getpid()
+    env = {"__name__": "__main__", "__builtins__": __builtins__}
+    out, err = Capture(1), Capture(2)
+    os.environ.clear()
+    os.environ.update(cfg["env"])
+    send_frame(sock, {"hello": True, "off": off})
+    signal.signal(signal.SIGALRM, _on_alarm)
+    while True:
+        req = recv_frame(sock)
+        if req is None:
+            return
+        res, exit_after = run_cell(req, env, out, err, pid1)
+        send_frame(sock, res)
+        if exit_after or req.get("end"):
+            return
+
+
+def _fd_setup():
+    """fd 0 from /dev/null; fds 1 and 2 are memory files the session reads back after each cell."""
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    for fd in (1, 2):
+        m = os.memfd_create("out", 0)
+        os.dup2(m, fd)
+        os.close(m)
+
+
+def fork_session(ctrl, cfg, sid, uid, fd, pidns_fd):
+    if pidns_fd is not None:
+        # a new pid namespace for the next child only: reset to our own, then unshare a new one
+        _check(_libc.setns(pidns_fd, CLONE_NEWPID), "setns pid")
+        _check(_libc.unshare(CLONE_NEWPID), "unshare pid")
+    pid = os.fork()
+    if pid != 0:
+        os.close(fd)
+        return pid
+    code = 0
+    try:
+        signal.set_wakeup_fd(-1)
+        for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, signal.SIG_DFL)
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(True)
+        _fd_setup()
+        keep = {0, 1, 2, fd}
+        for other in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
+            o = int(other)
+            if o not in keep:
+                try:
+                    os.close(o)
+                except OSError:
+                    pass
+        gc.enable()
+        session_main(sock, cfg, uid, pidns_fd is not None)
+    except BaseException:  # noqa: BLE001
+        code = 70
+    finally:
+        os._exit(code)
+
+
+# ---------------------------------------------------------------- the zygote
+def preload(names):
+    failed = []
+    for name in names:
+        try:
+            __import__(name)
+        except BaseException:  # noqa: BLE001
+            failed.append(name)
+    if "sympy" in sys.modules:  # warm sympy's caches once here, not in every session
+        try:
+            import sympy as sp
+
+            x = sp.symbols("x")
+            sp.sqrt(8), sp.Rational(1, 3) + 1, sp.solve(x**2 - 2, x), sp.factorint(360)
+            sp.simplify(sp.sin(x) ** 2 + sp.cos(x) ** 2), sp.integrate(x**2, x), sp.Matrix([[1, 2], [3, 4]]).det()
+            sp.N(sp.pi, 20), sp.expand((x + 1) ** 3), sp.nsimplify(0.5), sp.isprime(97)
+        except BaseException:  # noqa: BLE001
+            pass
+    if "numpy" in sys.modules:
+        try:
+            import numpy as np
+
+            np.linalg.inv(np.eye(3) * 2.0), np.arange(10).sum()
+        except BaseException:  # noqa: BLE001
+            pass
+    return failed
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    for p in cfg["sys_path"]:
+        sys.path.append(p)
+    ctrl = socket.socket(fileno=cfg["ctrl_fd"])
+    ctrl.setblocking(True)
+    off = []
+    pidns_fd = None
+    if cfg["jailed"]:
+        try:
+            pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
+        except OSError:
+            off.append("per-session pid namespace")
+    failed = preload(cfg["preload"])
+    gc.collect()
+    gc.freeze()
+    gc.disable()  # nothing here allocates cycles; sessions turn it back on
+    rfd, wfd = os.pipe()
+    os.set_blocking(wfd, False)
+    signal.set_wakeup_fd(wfd)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    ctrl.send(json.dumps({"op": "ready", "off": off, "preload_failed": failed}).encode())
+    sel = selectors.DefaultSelector()
+    sel.register(ctrl, selectors.EVENT_READ, "ctrl")
+    sel.register(rfd, selectors.EVENT_READ, "sig")
+    pids = {}  # pid -> sid
+    sids = {}  # sid -> pid
+    while True:
+        for key, _ in sel.select():
+            if key.data == "sig":
+                os.read(rfd, 4096)
+                while True:
+                    try:
+                        pid, st = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    sid = pids.pop(pid, None)
+                    if sid is not None:
+                        sids.pop(sid, None)
+                        msg = {"op": "exit", "sid": sid, "code": os.WEXITSTATUS(st) if os.WIFEXITED(st) else None,
+                               "signal": os.WTERMSIG(st) if os.WIFSIGNALED(st) else None}
+                        ctrl.send(json.dumps(msg).encode())
+                continue
+            msg, fds, _, _ = socket.recv_fds(ctrl, 65536, 4)
+            if not msg:
+                return  # the host went away: the jail ends with us
+            req = json.loads(msg)
+            if req["op"] == "fork":
+                pid = fork_session(ctrl, cfg, req["sid"], req["uid"], fds[0], pidns_fd)
+                pids[pid], sids[req["sid"]] = req["sid"], pid
+            elif req["op"] == "kill":
+                pid = sids.get(req["sid"])
+                if pid is not None:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            for extra in fds[1:] if req["op"] == "fork" else fds:
+                os.close(extra)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The session API other parts of thor code against: state, results, concurrency, closing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from thor_cli.records.schema import ExecResult
+
+
+def test_state_persists_and_results_are_typed(cells) -> None:
+    a, b, c, d = cells("import sympy as sp\nx = sp.sqrt(8)", "print(x)", "1/0", "x")
+    assert isinstance(a, ExecResult) and a.status == "ok" and a.stdout == ""  # printed nothing: ok and ""
+    assert b.stdout == "2*sqrt(2)\n" and b.error is None and b.duration_ms >= 0
+    assert c.status == "error" and c.error == "ZeroDivisionError: division by zero"
+    assert 'File "<cell>", line 1' in c.stderr and "run_cell" not in c.stderr
+    assert d.status == "ok" and d.stdout == ""  # plain exec: a trailing expression is not echoed
+
+
+def test_syntax_error_is_error(cells) -> None:
+    (res,) = cells("def f(:\n  pass")
+    assert res.status == "error" and res.error.startswith("SyntaxError")
+
+
+def test_stderr_and_fd_level_output(cells) -> None:
+    (res,) = cells("import sys, subprocess\nprint('out')\nprint('err', file=sys.stderr)\nsubprocess.run(['echo', 'child'])")
+    assert res.stdout == "out\nchild\n" and res.stderr == "err\n"
+
+
+def test_run_timeout_argument_wins(cells) -> None:
+    (res,) = cells("import time\ntime.sleep(3)", timeout=0.3)
+    assert res.status == "timeout" and res.duration_ms < 2500
+
+
+def test_many_sessions_concurrently(pool, run) -> None:
+    async def one(i: int) -> str:
+        async with await pool.session() as s:
+            await s.run(f"v = {i}")
+            return (await s.run("import numpy as np\nprint(int(np.arange(v + 1).sum()))")).stdout
+
+    async def go() -> list[str]:
+        return await asyncio.gather(*(one(i) for i in range(60)))
+
+    assert run(go()) == [f"{i * (i + 1) // 2}\n" for i in range(60)]
+
+
+def test_concurrent_runs_on_one_session_queue_in_order(pool, run) -> None:
+    async def go() -> list[str]:
+        async with await pool.session() as s:
+            await s.run("acc = []")
+            await asyncio.gather(*(s.run(f"acc.append({i})") for i in range(20)))
+            return [(await s.run("print(acc)")).stdout]
+
+    assert run(go()) == [f"{list(range(20))}\n"]
+
+
+def test_closed_session_gives_clear_error(pool, run) -> None:
+    async def go() -> ExecResult:
+        s = await pool.session()
+        await s.run("x = 1")
+        await s.close()
+        await s.close()  # idempotent
+        return await s.run("print(x)")
+
+    res = run(go())
+    assert res.status == "killed" and "closed" in res.error

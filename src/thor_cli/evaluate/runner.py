@@ -1,0 +1,179 @@
+"""``thor eval``: problems -> k samples each through the rollout engine -> graded records -> metrics.
+
+One record per (problem, sample), keyed ``content_key(problem, config, stage="eval", sample=s)``
+so ``--resume`` skips finished samples and ``--shard i/n`` splits problems (not samples) across
+processes. Grading happens as each sample finishes (math in the grader pool, code tests in a
+sandbox pool started on the first code problem). ``grade_only`` re-grades existing records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from thor_cli.evaluate.metrics import slim, summarize
+from thor_cli.grading import GradeConfig, Grader, is_code
+from thor_cli.log import log, progress
+from thor_cli.records.jsonl import OutputSink, iter_records
+from thor_cli.records.keys import KEYS_FIELD, content_key
+from thor_cli.records.shard import Shard
+from thor_cli.show.filters import benchmark_of
+
+STAGE = "eval"
+
+
+@dataclass
+class EvalOptions:
+    samples: int = 4
+    concurrency: int = 64
+    grade: GradeConfig = field(default_factory=GradeConfig)
+    model: str = ""
+    keep_ids: bool = False  # keep token ids/masks/log-probs in the records (the engine always makes them)
+    key_config: dict[str, Any] = field(default_factory=dict)  # what determines results (content keys)
+
+
+def load_problems(benchmarks: list[str], inputs: list[str] | None, limit: int | None) -> Iterator[dict[str, Any]]:
+    """Problems from named benchmarks (``limit`` each), or from JSONL inputs (``limit`` in all)."""
+    if benchmarks:
+        from thor_cli.data import load_benchmark
+
+        for name in benchmarks:
+            for prob in load_benchmark(name, limit):
+                prob.setdefault("source", name)
+                yield prob
+        return
+    for i, rec in enumerate(iter_records(inputs or ["-"])):
+        if limit is not None and i >= limit:
+            return
+        prob = dict(rec.data)
+        rec.require("question", str)
+        if "id" not in prob:
+            prob["id"] = f"{rec.path}:{rec.line}"
+        yield prob
+
+
+def _engine_view(problem: dict[str, Any]) -> dict[str, Any]:
+    """What the engine sees: a code benchmark's ``prompt`` is the function stub for grading, not
+    the user message, so the engine builds its prompt from ``question`` instead."""
+    if is_code(problem) and "question" in problem and "prompt" in problem:
+        return {k: v for k, v in problem.items() if k != "prompt"}
+    return problem
+
+
+def _drop_ids(rec: dict[str, Any]) -> None:
+    for k in ("prompt_ids", "completion_ids", "completion_mask", "completion_logprobs"):
+        rec.pop(k, None)
+    for t in (rec.get("trajectory") or {}).get("turns", []):
+        t.pop("ids", None)
+        t.pop("logprobs", None)
+    for r in (rec.get("trajectory") or {}).get("retries", []):
+        r.pop("dropped_ids", None)
+
+
+class _CodeSandbox:
+    """A sandbox pool for code tests, started on first use."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.pool: Any = None
+
+    async def get(self) -> Any:
+        if self.pool is None:
+            from thor_cli.sandbox import SandboxConfig, SandboxPool
+
+            self.pool = await SandboxPool(SandboxConfig(timeout=self.timeout)).start()
+        return self.pool
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+
+async def run_eval(problems: Iterable[dict[str, Any]], engine: Any, sink: OutputSink, opts: EvalOptions, *,
+                   shard: Shard | None = None, emit: Callable[[dict[str, Any]], None] | None = None
+                   ) -> dict[str, Any]:
+    """Roll out, grade and write every (problem, sample) not already in ``sink``; return the summary
+    of this run's records plus those already in the sink (resume)."""
+    emit = emit or sink.write
+    seen: list[dict[str, Any]] = []
+    started = time.monotonic()
+    finished_at: dict[str, float] = {}
+    skipped = 0
+
+    def items() -> Iterator[tuple[dict[str, Any], str, int]]:
+        nonlocal skipped
+        for pos, prob in enumerate(problems):
+            if shard is not None and not shard.owns(pos):
+                continue
+            for s in range(opts.samples):
+                key = content_key(prob, opts.key_config, stage=STAGE, sample=s)
+                if key in sink.done:
+                    skipped += 1
+                    continue
+                yield prob, key, s
+
+    code_box = _CodeSandbox(opts.grade.code_timeout)
+    t_start: dict[tuple[str, int], float] = {}
+
+    originals: dict[str, dict[str, Any]] = {}  # key -> the problem as given (the engine gets a view)
+
+    def timed() -> Iterator[tuple[dict[str, Any], str, int]]:
+        for prob, key, s in items():
+            t_start[(key, s)] = time.monotonic()  # pulled lazily: when a slot frees up
+            originals[key] = prob
+            yield _engine_view(prob), key, s
+
+    with Grader(opts.grade) as grader, progress("eval") as bar:
+        try:
+            async for (view, key, s), fields in engine.run(timed(), concurrency=opts.concurrency):
+                prob = originals.pop(key, view)
+                rec = {k: v for k, v in prob.items() if k != KEYS_FIELD}
+                rec.update(fields)
+                rec["sample"] = s
+                wall = time.monotonic() - t_start.pop((key, s), started)
+                rec["eval"] = {"model": opts.model, "wall_s": round(wall, 3),
+                               "tokens": len(fields.get("completion_ids") or [])}
+                if not opts.keep_ids:
+                    _drop_ids(rec)
+                sandbox = await code_box.get() if is_code(rec) else None
+                rec["grade"] = (await grader.agrade([rec], sandbox=sandbox))[0].to_dict()
+                rec[KEYS_FIELD] = {**(prob.get(KEYS_FIELD) or {}), STAGE: key}
+                emit(rec)
+                seen.append(slim(rec))
+                finished_at[benchmark_of(rec)] = time.monotonic() - started
+                bar.advance()
+        finally:
+            await code_box.close()
+    if skipped:
+        log.info("eval: %d samples already done (resume)", skipped)
+    return summarize(seen, wall_s=finished_at)
+
+
+def grade_only(records: Iterable[dict[str, Any]], opts: EvalOptions, emit: Callable[[dict[str, Any]], None],
+               batch: int = 256) -> dict[str, Any]:
+    """Re-grade existing eval records (no model) and recompute the summary."""
+    seen: list[dict[str, Any]] = []
+    with Grader(opts.grade) as grader:
+        pending: list[dict[str, Any]] = []
+
+        def flush() -> None:
+            for rec, g in zip(pending, grader.grade(pending), strict=True):
+                rec["grade"] = g.to_dict()
+                emit(rec)
+                seen.append(slim(rec))
+            pending.clear()
+
+        for rec in records:
+            pending.append(rec)
+            if len(pending) >= batch:
+                flush()
+        if pending:
+            flush()
+    return summarize(seen)
+
+
+def summary_of_file(path: str) -> dict[str, Any]:
+    """Metrics over every record of an eval output file (after a resumed run)."""
+    return summarize(slim(r.data) for r in iter_records([path]))

@@ -1,0 +1,106 @@
+"""Grading records: pick the prediction and the gold, decide, attach ``grade``.
+
+``Grader`` is what ``thor grade``, ``thor eval`` and RL rewards call. Math answers are decided
+by ``GradePool`` (fast paths in-process, math-verify in time-bounded workers); code problems
+(``task == "code"``) by running their tests in the sandbox (``grading.code``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from thor_cli.grading.code import grade_code
+from thor_cli.grading.extract import prediction
+from thor_cli.grading.pool import GradePool
+from thor_cli.records.schema import Grade
+
+
+@dataclass
+class GradeConfig:
+    pattern: str | None = None  # a regex for the final answer (group 1 if it has one)
+    timeout: float = 5.0  # seconds per answer check; beyond it the answer is graded wrong
+    workers: int | None = None  # grader processes (default: number of CPUs)
+    gold_field: str = "answer"
+    code_timeout: float = 10.0  # seconds per code test run in the sandbox
+
+
+def gold_of(record: dict[str, Any], field: str = "answer") -> str | None:
+    gold = record.get(field)
+    if gold is None and field == "answer":
+        gold = record.get("final_answer")
+    if isinstance(gold, list):  # OlympiadBench keeps a list of accepted forms
+        gold = ", ".join(str(g) for g in gold)
+    return None if gold is None else str(gold)
+
+
+def is_code(record: dict[str, Any]) -> bool:
+    return record.get("task") == "code"
+
+
+class Grader:
+    """Grades batches of records; reuse one for a whole run (it owns the worker processes)."""
+
+    def __init__(self, config: GradeConfig | None = None) -> None:
+        self.config = config or GradeConfig()
+        self.pool = GradePool(workers=self.config.workers, timeout=self.config.timeout)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Grader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def grade_math(self, records: list[dict[str, Any]]) -> list[Grade]:
+        out: list[Grade | None] = [None] * len(records)
+        pairs: list[tuple[str, str]] = []
+        where: list[int] = []
+        for i, rec in enumerate(records):
+            gold = gold_of(rec, self.config.gold_field)
+            pred = prediction(rec, pattern=self.config.pattern)
+            if gold is None:
+                out[i] = Grade(False, pred, None, "no_gold", f'the record has no "{self.config.gold_field}"')
+            elif pred is None or not pred.strip():
+                out[i] = Grade(False, None, gold, "no_answer", "no final answer found")
+            else:
+                pairs.append((pred, gold))
+                where.append(i)
+        for i, (ok, method, detail), (pred, gold) in zip(where, self.pool.check(pairs), pairs, strict=True):
+            out[i] = Grade(ok, pred, gold, method, detail)
+        return [g for g in out if g is not None]
+
+    async def agrade(self, records: list[dict[str, Any]], *, sandbox: Any = None) -> list[Grade]:
+        """Grade from inside an event loop: math in a thread (the pool blocks), code in the sandbox."""
+        code_idx = [i for i, r in enumerate(records) if is_code(r)]
+        math_idx = [i for i, r in enumerate(records) if not is_code(r)]
+        out: list[Grade | None] = [None] * len(records)
+        if math_idx:
+            grades = await asyncio.to_thread(self.grade_math, [records[i] for i in math_idx])
+            for i, g in zip(math_idx, grades, strict=True):
+                out[i] = g
+        if code_idx:
+            grades = await grade_code([records[i] for i in code_idx], timeout=self.config.code_timeout,
+                                      pool=sandbox)
+            for i, g in zip(code_idx, grades, strict=True):
+                out[i] = g
+        return [g for g in out if g is not None]
+
+    def grade(self, records: list[dict[str, Any]]) -> list[Grade]:
+        """Grade a batch outside an event loop."""
+        if not any(is_code(r) for r in records):
+            return self.grade_math(records)
+        return asyncio.run(self.agrade(records))
+
+
+def grade_answer(pred: str | None, gold: str, *, timeout: float = 5.0) -> Grade:
+    """One answer against one gold, with its own short-lived pool (convenient, not fast).
+
+    >>> grade_answer("1,000", "1000").correct
+    True
+    """
+    with Grader(GradeConfig(timeout=timeout, workers=1)) as g:
+        return g.grade_math([{"pred": pred, "answer": gold}])[0]

@@ -31,6 +31,12 @@ app = typer.Typer(
 # (module, attribute, name, kind): kind "command" registers a function, "group" a typer sub-app.
 # Only commands that work are listed here; a command that is not built yet is not registered.
 COMMANDS: list[tuple[str, str, str, str]] = [
+    ("thor_cli.cli.data", "app", "data", "group"),
+    ("thor_cli.cli.models", "app", "models", "group"),
+    ("thor_cli.cli.grade", "main", "grade", "command"),
+    ("thor_cli.cli.show", "main", "show", "command"),
+    ("thor_cli.cli.eval_cmd", "main", "eval", "command"),
+    ("thor_cli.cli.exec_cmd", "app", "exec", "group"),
 ]
 
 

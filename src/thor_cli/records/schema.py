@@ -33,6 +33,7 @@ StopReason = Literal[
     "max_tokens",  # the completion token budget ran out
     "max_tool_calls",  # the tool-call budget ran out
     "context_overflow",  # the next step would not fit the model's context
+    "round_done",  # continue_from(one_round=True) finished its one tool round
     "error",  # a backend or tool failure; see the record's "error"
 ]
 EXEC_STATUSES: tuple[str, ...] = ("ok", "error", "timeout", "memory", "killed", "sandbox_error")
@@ -116,7 +117,15 @@ class Turn:
         return self.kind != "output"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # built by hand: dataclasses.asdict deep-copies every id list, which dominated engine time
+        d: dict[str, Any] = {"kind": self.kind, "text": self.text, "ids": list(self.ids)}
+        if self.logprobs is not None:
+            d["logprobs"] = list(self.logprobs)
+        if self.exec is not None:
+            d["exec"] = dict(self.exec)
+        if self.tool is not None:
+            d["tool"] = self.tool
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Turn:
@@ -134,7 +143,8 @@ class Retry:
     exec: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"at_turn": self.at_turn, "dropped_text": self.dropped_text, "dropped_ids": list(self.dropped_ids),
+                "reason": self.reason, "exec": dict(self.exec) if self.exec is not None else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Retry:

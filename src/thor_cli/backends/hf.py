@@ -1,0 +1,434 @@
+"""The ``hf`` backend: transformers on CPU or one GPU, continuously batched.
+
+Owns: loading a checkpoint (a thor cached name, a local folder or an HF id), and a decoding loop
+of its own instead of ``model.generate``, because the contract needs things generate cannot give
+in one batch: per-request sampling parameters, a per-request ``torch.Generator`` (a row's samples
+do not depend on which other requests share its batch), stop strings checked on the decoded
+completion, and rows that leave and join the batch while it runs.
+
+How it works. ``generate`` puts a request in an inbox (all requests made in the same event-loop
+tick go in together) and awaits a future. One worker thread owns the model and a running batch
+with a KV cache (``DynamicCache``, left-padded, with a 2-D attention mask and explicit position
+ids). Each step it either admits waiting requests into free slots (a prefill of the new prompts,
+whose cache is left-padded and concatenated to the running one) or decodes one token for every
+running row. A row that finishes is answered at once and cut out of the cache, so a runaway
+sample costs only its own row; leading columns that no row needs any more are trimmed. The
+event loop never blocks: the worker hands results back with ``call_soon_threadsafe``, so the
+rollout engine runs sandbox cells while the model generates.
+
+Sampling: logits / temperature, then top-k and top-p (per row), then one uniform draw per row
+from the row's generator, inverted through the CDF. ``logprobs`` are log-probabilities of the
+sampled ids under that processed distribution. ``temperature == 0`` is greedy; its logprobs are
+those of the unscaled distribution (the processed one would be all zeros).
+
+Not covered: prefix caching, sliding-window caches (such models run with a full cache, which is
+correct but uses more memory), speculative decoding, more than one device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from thor_cli.backends.base import Completion, FinishReason, SamplingParams
+from thor_cli.errors import BackendError, ThorError
+from thor_cli.log import log
+
+
+@dataclass(eq=False)
+class _Request:
+    prompt: list[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Completion]
+    max_new: int
+    seed: int
+    generator: Any = None  # torch.Generator, made in the worker
+    ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    stop_window: int = 0
+    t_submit: float = field(default_factory=time.monotonic)
+
+    def cancelled(self) -> bool:
+        return self.future.done()
+
+
+def _resolve(model: str) -> str:
+    try:
+        from thor_cli.models.resolve import resolve_model
+    except ImportError:  # the models module is optional for this backend: take the spec as is
+        return model
+    return resolve_model(model)
+
+
+class HFBackend:
+    """A transformers causal LM behind the async ``Backend`` interface (see base.py)."""
+
+    name = "hf"
+
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", max_batch: int = 32,
+                 max_prefill_tokens: int = 16384, attn_implementation: str | None = None,
+                 trust_remote_code: bool = False, **unknown: Any) -> None:
+        if unknown:
+            raise BackendError(f"hf backend: unknown options {sorted(unknown)}",
+                               "known: device, dtype, max_batch, max_prefill_tokens, attn_implementation")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = _resolve(model)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if dtype == "auto":
+            # bf16/fp16 matmuls are slow on most CPUs; on a GPU take the checkpoint's own dtype.
+            torch_dtype: Any = torch.float32 if self.device.type == "cpu" else "auto"
+        else:
+            torch_dtype = getattr(torch, dtype, None)
+            if not isinstance(torch_dtype, torch.dtype):
+                raise BackendError(f"hf backend: unknown dtype {dtype!r}", "use auto, float32, bfloat16 or float16")
+        kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            loader: Any = AutoModelForCausalLM
+            self.model: Any = loader.from_pretrained(path, **kwargs).to(self.device).eval()
+        except ThorError:
+            raise
+        except (OSError, ValueError) as e:
+            raise BackendError(f"hf backend: cannot load model {model!r} ({e})",
+                               "pass a checkpoint folder, a cached name (thor models list) or an HF id") from e
+        self.model_path = path
+        config = self.model.config.get_text_config(decoder=True)
+        self.max_context = int(getattr(config, "max_position_embeddings", 0) or 0) or int(
+            min(getattr(self.tokenizer, "model_max_length", 32768), 1 << 20))
+        self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
+        self.eos_ids = self._eos_ids()
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0))
+        self.max_batch = max(1, int(max_batch))
+        self.threads = torch.get_num_threads()  # the worker thread uses what the caller configured
+        self.max_prefill_tokens = max(1, int(max_prefill_tokens))
+        self._cond = threading.Condition()
+        self._inbox: list[_Request] = []
+        self._outbox: list[_Request] = []  # filled within one event-loop tick, flushed once
+        self._flush_scheduled = False
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._sysrand = random.SystemRandom()
+        # Running batch, touched only by the worker thread.
+        self._rows: list[_Request] = []
+        self._cache: Any = None
+        self._mask: Any = None  # (B, T) long, 1 = real token
+        self._pos: Any = None  # (B,) position of the token fed next
+        self._next: Any = None  # (B,) the last sampled token, not yet in the cache
+        self.steps = 0
+        self.prefills = 0
+        log.debug("hf backend: %s on %s (%s), max_context %d", path, self.device, self.model.dtype, self.max_context)
+
+    def _eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for source in (getattr(self.model, "generation_config", None), self.model.config):
+            value = getattr(source, "eos_token_id", None) if source is not None else None
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, list | tuple):
+                ids.update(int(v) for v in value)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        return ids
+
+    # ---- async side -------------------------------------------------------------------------
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> Completion:
+        if self._closing:
+            raise BackendError("hf backend is closed", "create a new backend")
+        if not prompt_ids:
+            raise BackendError("hf backend: empty prompt", "pass at least one prompt token (e.g. a chat template)")
+        if len(prompt_ids) >= self.max_context:
+            raise BackendError(f"hf backend: prompt of {len(prompt_ids)} tokens leaves no room in the model's "
+                               f"context of {self.max_context}", "shorten the prompt or lower the budgets")
+        if params.max_tokens < 1:
+            raise BackendError(f"hf backend: max_tokens must be >= 1, got {params.max_tokens}", "raise max_tokens")
+        bad = [t for t in prompt_ids if not 0 <= t < self.vocab_size]
+        if bad:
+            raise BackendError(f"hf backend: prompt token id {bad[0]} outside the vocabulary (size {self.vocab_size})",
+                               "tokenize with this model's tokenizer")
+        loop = asyncio.get_running_loop()
+        seed = params.seed if params.seed is not None else self._sysrand.getrandbits(63)
+        req = _Request(list(prompt_ids), params, loop, loop.create_future(),
+                       max_new=min(params.max_tokens, self.max_context - len(prompt_ids)), seed=seed)
+        if params.stop:
+            # A stop string of L characters spans at most 4L tokens (one byte each), plus slack.
+            req.stop_window = 4 * max(len(s) for s in params.stop) + 4
+        self._outbox.append(req)
+        if not self._flush_scheduled:
+            # Hand over everything submitted in this tick at once, so that concurrent calls share
+            # one prefill instead of trickling into the batch one by one.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await req.future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._outbox = self._outbox, []
+        with self._cond:
+            self._inbox.extend(batch)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._worker, name="thor-hf-backend", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    async def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        thread = self._thread
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 30.0)
+
+    # ---- worker thread ----------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while not self._inbox and not self._rows and not self._closing:
+                        self._cond.wait()
+                    if self._closing:
+                        pending, self._inbox = self._inbox, []
+                        break
+                    new = self._take_new()
+                try:
+                    self._step(new)
+                except Exception as e:  # noqa: BLE001 -- every waiter must hear about it
+                    log.debug("hf backend step failed", exc_info=True)
+                    err = BackendError(f"hf backend: generation failed ({type(e).__name__}: {e})",
+                                       "check the model and the prompt; rerun with THOR_DEBUG=1 for the traceback")
+                    err.__cause__ = e
+                    for r in [*self._rows, *new]:
+                        self._deliver(r, err)
+                    self._reset()
+        err = BackendError("hf backend closed while requests were pending", "await generate before close()")
+        for r in [*self._rows, *pending]:
+            self._deliver(r, err)
+        self._reset()
+
+    def _take_new(self) -> list[_Request]:
+        self._inbox = [r for r in self._inbox if not r.cancelled()]
+        free = self.max_batch - len(self._rows)
+        new: list[_Request] = []
+        longest = 0
+        for r in self._inbox[:free]:
+            longest2 = max(longest, len(r.prompt))
+            if new and longest2 * (len(new) + 1) > self.max_prefill_tokens:
+                break
+            new.append(r)
+            longest = longest2
+        del self._inbox[: len(new)]
+        return new
+
+    def _reset(self) -> None:
+        self._rows, self._cache, self._mask, self._pos, self._next = [], None, None, None, None
+
+    def _deliver(self, req: _Request, result: Completion | BaseException) -> None:
+        def settle() -> None:
+            if req.future.done():
+                return
+            if isinstance(result, BaseException):
+                req.future.set_exception(result)
+            else:
+                req.future.set_result(result)
+
+        try:
+            req.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the caller's event loop is gone; nobody is waiting
+            pass
+
+    def _step(self, new: list[_Request]) -> None:
+        import torch
+
+        if any(r.cancelled() for r in self._rows):
+            self._keep([i for i, r in enumerate(self._rows) if not r.cancelled()])
+        if new:
+            for r in new:
+                r.generator = torch.Generator().manual_seed(r.seed)
+            logits, cache, mask, pos = self._prefill(new)
+            first = len(self._rows)
+            self._merge(new, cache, mask, pos)
+            rows = range(first, len(self._rows))
+            self.prefills += 1
+        elif self._rows:
+            logits = self._decode()
+            rows = range(len(self._rows))
+            self.steps += 1
+        else:
+            return
+        tokens, logprobs = self._sample(logits, [self._rows[i] for i in rows])
+        self._next[rows.start:rows.stop] = torch.tensor(tokens, device=self.device)
+        keep: list[int] = list(range(rows.start))
+        for i, tok, lp in zip(rows, tokens, logprobs, strict=True):
+            r = self._rows[i]
+            r.ids.append(tok)
+            r.logprobs.append(lp)
+            done = self._finished(r, tok)
+            if done is None:
+                keep.append(i)
+            else:
+                reason, stop = done
+                self._deliver(r, Completion(
+                    ids=list(r.ids), logprobs=list(r.logprobs) if r.params.logprobs else None,
+                    finish_reason=reason, stop=stop,
+                    meta={"seed": r.seed, "seconds": round(time.monotonic() - r.t_submit, 4)}))
+        if len(keep) < len(self._rows):
+            self._keep(keep)
+
+    def _finished(self, r: _Request, tok: int) -> tuple[FinishReason, str | None] | None:
+        if tok in self.eos_ids:
+            return "eos", None
+        if r.stop_window:
+            tail = str(self.tokenizer.decode(r.ids[-r.stop_window:], skip_special_tokens=False,
+                                             clean_up_tokenization_spaces=False))
+            hits = [(tail.find(s) + len(s), s) for s in r.params.stop if s and s in tail]
+            if hits:
+                return "stop", min(hits)[1]
+        if len(r.ids) >= r.max_new:
+            return "length", None
+        return None
+
+    def _forward(self, input_ids: Any, mask: Any, pos: Any, cache: Any, last_only: bool) -> Any:
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if last_only else {}
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=pos,
+                         past_key_values=cache, use_cache=True, **kwargs)
+        return out.logits[:, -1, :]
+
+    def _prefill(self, new: list[_Request]) -> tuple[Any, Any, Any, Any]:
+        import torch
+        from transformers import DynamicCache
+
+        width = max(len(r.prompt) for r in new)
+        ids = torch.full((len(new), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(new), width), dtype=torch.long)
+        for i, r in enumerate(new):
+            ids[i, width - len(r.prompt):] = torch.tensor(r.prompt)
+            mask[i, width - len(r.prompt):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = self._forward(ids, mask, positions, cache, last_only=True)
+        pos = torch.tensor([len(r.prompt) for r in new], dtype=torch.long, device=self.device)
+        return logits, cache, mask, pos
+
+    def _decode(self) -> Any:
+        import torch
+
+        mask = torch.cat([self._mask, self._mask.new_ones((self._mask.shape[0], 1))], dim=1)
+        logits = self._forward(self._next[:, None], mask, self._pos[:, None], self._cache, last_only=False)
+        self._mask = mask
+        self._pos = self._pos + 1
+        return logits
+
+    def _merge(self, new: list[_Request], cache: Any, mask: Any, pos: Any) -> None:
+        """Join freshly prefilled rows to the running batch, left-padding the shorter side."""
+        import torch
+        import torch.nn.functional as F
+        from transformers import DynamicCache
+
+        nxt = torch.zeros(len(new), dtype=torch.long, device=self.device)
+        if not self._rows:
+            self._rows, self._cache, self._mask, self._pos, self._next = list(new), cache, mask, pos, nxt
+            return
+        t_old, t_new = self._mask.shape[1], mask.shape[1]
+        width = max(t_old, t_new)
+
+        def lpad(x: Any, t: int) -> Any:  # pad dim -2 (cache) or -1 (mask) on the left
+            return x if t == width else F.pad(x, (0, 0, width - t, 0) if x.dim() == 4 else (width - t, 0))
+
+        layers = []
+        for old_layer, new_layer in zip(self._cache.layers, cache.layers, strict=True):
+            keys = torch.cat([lpad(old_layer.keys, t_old), lpad(new_layer.keys, t_new)], dim=0)
+            values = torch.cat([lpad(old_layer.values, t_old), lpad(new_layer.values, t_new)], dim=0)
+            layers.append((keys, values))
+        self._cache = DynamicCache(ddp_cache_data=layers)
+        self._mask = torch.cat([lpad(self._mask, t_old), lpad(mask, t_new)], dim=0)
+        self._pos = torch.cat([self._pos, pos])
+        self._next = torch.cat([self._next, nxt])
+        self._rows = [*self._rows, *new]
+
+    def _keep(self, keep: list[int]) -> None:
+        """Cut finished or cancelled rows out of the batch, and columns no remaining row needs."""
+        import torch
+
+        if not keep:
+            self._reset()
+            return
+        idx = torch.tensor(keep, dtype=torch.long, device=self.device)
+        mask = self._mask.index_select(0, idx)
+        start = int(mask.any(dim=0).long().argmax())  # first column some row still attends to
+        mask = mask[:, start:]
+        for layer in self._cache.layers:
+            layer.keys = layer.keys.index_select(0, idx)[:, :, start:]
+            layer.values = layer.values.index_select(0, idx)[:, :, start:]
+        self._mask = mask
+        self._pos = self._pos.index_select(0, idx)
+        self._next = self._next.index_select(0, idx)
+        self._rows = [self._rows[i] for i in keep]
+
+    def _sample(self, logits: Any, rows: list[_Request]) -> tuple[list[int], list[float]]:
+        import torch
+
+        logits = logits.float()
+        temps = [r.params.temperature for r in rows]
+        greedy = [t <= 0 for t in temps]
+        scale = torch.tensor([t if t > 0 else 1.0 for t in temps], device=logits.device)
+        scaled = logits / scale[:, None]
+        filtered = [i for i, r in enumerate(rows)
+                    if not greedy[i] and (0 < r.params.top_k < logits.shape[-1] or r.params.top_p < 1.0)]
+        if filtered:
+            sub = [rows[i] for i in filtered]
+            scaled[filtered] = _top_k_top_p(scaled[filtered], [r.params.top_k for r in sub],
+                                            [r.params.top_p for r in sub])
+        logp = torch.log_softmax(scaled, dim=-1)
+        if all(greedy):
+            chosen = logp.argmax(dim=-1)
+        else:
+            # One uniform per row from the row's own generator (on CPU, so a seed means the same
+            # thing on every device), inverted through the row's CDF.
+            u = torch.tensor([0.0 if g else float(torch.rand((), generator=r.generator))
+                              for g, r in zip(greedy, rows, strict=True)], device=logits.device)
+            cdf = logp.exp().cumsum(dim=-1)
+            chosen = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(1)
+            chosen = chosen.clamp(max=logits.shape[-1] - 1)
+            if any(greedy):
+                chosen = torch.where(torch.tensor(greedy, device=logits.device), logp.argmax(dim=-1), chosen)
+        picked = logp.gather(1, chosen[:, None]).squeeze(1)
+        if bool(torch.isinf(picked).any()):  # a float edge landed on a masked token: take the mode
+            chosen = torch.where(torch.isinf(picked), logp.argmax(dim=-1), chosen)
+            picked = logp.gather(1, chosen[:, None]).squeeze(1)
+        return chosen.tolist(), picked.tolist()
+
+
+def _top_k_top_p(logits: Any, top_k: list[int], top_p: list[float]) -> Any:
+    """Mask (to -inf) what each row's top-k and top-p exclude; at least one token survives."""
+    import torch
+
+    vocab = logits.shape[-1]
+    ordered, order = logits.sort(dim=-1, descending=True)
+    ranks = torch.arange(vocab, device=logits.device)[None, :]
+    k = torch.tensor([k if 0 < k < vocab else vocab for k in top_k], device=logits.device)
+    drop = ranks >= k[:, None]
+    ordered = ordered.masked_fill(drop, float("-inf"))
+    p = torch.tensor(top_p, device=logits.device, dtype=logits.dtype)
+    probs = ordered.softmax(dim=-1)
+    before = probs.cumsum(dim=-1) - probs  # mass of the better-ranked tokens
+    drop = drop | (before >= p[:, None])
+    drop[:, 0] = False
+    ordered = ordered.masked_fill(drop, float("-inf"))
+    return torch.empty_like(logits).scatter_(-1, order, ordered)

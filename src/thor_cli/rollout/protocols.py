@@ -1,0 +1,178 @@
+"""Tool protocols: how a model asks for a tool and how the result comes back. Data plus a parser.
+
+- ``thor`` (THOR / ToRA / Qwen2.5-Math TIR): the model writes a ```python fenced cell, closes it
+  and opens ```output; generation stops at "```output" and the engine splices
+  ``"\\n" + result + "\\n```\\n"``. The final answer is the last ``\\boxed{}``.
+- ``tapo`` (TAPO / Search-R1): ``<code>…</code>`` or ``<search>…</search>``; generation stops at
+  the closing tag; the result comes back as ``"\\n<response>\\n" + result + "\\n</response>\\n"``.
+  ``<answer>…</answer>`` ends the trajectory (``</answer>`` is a stop string).
+
+A protocol holds its prompt (with and without tools), its stop strings, call extraction and
+result formatting. Registry: ``PROTOCOLS``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from thor_cli.errors import UsageError
+from thor_cli.records.schema import ExecResult
+
+COT_PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    tool: str  # the tool asked for ("python", "search"); "" when the call is malformed
+    arg: str  # the code or the query
+    start: int  # char index in the completion text where the call begins (the code turn starts here)
+    error: str | None = None  # why the call cannot be run (malformed, unknown tool)
+
+
+def last_boxed(text: str) -> str | None:
+    r"""The content of the last ``\boxed{...}`` (or ``\fbox{...}``), braces balanced.
+
+    >>> last_boxed(r"so \boxed{\frac{1}{2}} and \boxed{3}")
+    '3'
+    >>> last_boxed(r"\boxed{\frac{1}{2}}")
+    '\\frac{1}{2}'
+    >>> last_boxed("none") is None
+    True
+    """
+    idx = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if idx < 0:
+        return None
+    i = idx + (len("\\boxed") if text.startswith("\\boxed", idx) else len("\\fbox"))
+    if i >= len(text) or text[i] != "{":
+        rest = text[i:].strip()  # "\\boxed 5": the answer runs to the next space or $
+        return re.split(r"[\s$]", rest)[0] or None if rest else None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1:j]
+    return None
+
+
+def truncate_middle(text: str, max_chars: int) -> str:
+    """Keep the head and the tail of ``text`` within ``max_chars`` (0 or less: no limit).
+
+    >>> truncate_middle("a" * 10 + "b" * 10, 12)
+    'aaaaaa\\n…[8 chars cut]…\\nbbbbbb'
+    """
+    if max_chars <= 0 or len(text) <= max_chars:
+        return text
+    head = max_chars // 2
+    tail = max_chars - head
+    return text[:head] + f"\n…[{len(text) - max_chars} chars cut]…\n" + text[len(text) - tail:]
+
+
+def result_text(res: ExecResult, max_chars: int) -> str:
+    """What the model sees of a tool result: stdout, then the error line when it failed."""
+    out = res.stdout.rstrip("\n")
+    if res.status != "ok":
+        err = res.error or (res.stderr.strip().splitlines() or [res.status])[-1]
+        if res.status == "timeout" and not res.error:
+            err = "TimeoutError: the cell ran out of time"
+        out = f"{out}\n{err}" if out else err
+    return truncate_middle(out, max_chars)
+
+
+@dataclass(frozen=True)
+class ToolProtocol:
+    name: str
+    prompt: str  # user message template with {question}
+    cot_prompt: str  # the same without tools (--no-tools)
+    call_stops: tuple[str, ...]  # a completion that stops here asked for a tool
+    answer_stops: tuple[str, ...]  # a completion that stops here gave its final answer
+    output_template: str  # how a result is spliced back: {result}
+    expects_print: bool  # a python cell that prints nothing counts as failed (self-correction)
+
+    def stops(self, with_tools: bool) -> tuple[str, ...]:
+        return (self.call_stops + self.answer_stops) if with_tools else self.answer_stops
+
+    def user_message(self, question: str, with_tools: bool) -> str:
+        template = self.prompt if with_tools else self.cot_prompt
+        return template.replace("{question}", question).replace("{{}}", "{}")
+
+    def parse_call(self, text: str, stop: str) -> ToolCall:
+        """The tool call at the end of ``text`` (a completion that stopped at ``stop``)."""
+        end = text.rfind(stop)
+        end = len(text) if end < 0 else end
+        if self.name == "thor":
+            start = text.rfind("```python", 0, end)
+            if start < 0:
+                return ToolCall("", "", end, error="no ```python cell before ```output")
+            body = text[start + len("```python"):end].rstrip()
+            if body.endswith("```"):
+                body = body[:-3]
+            return ToolCall("python", body.strip("\n"), start)
+        tag = stop.strip("</>")
+        start = text.rfind(f"<{tag}>", 0, end)
+        if start < 0:
+            return ToolCall("", "", end, error=f"</{tag}> without <{tag}>")
+        body = text[start + len(tag) + 2:end]
+        if tag == "code":
+            body = re.sub(r"^\s*```(?:python|py)?\s*\n", "", body)
+            body = re.sub(r"\n\s*```\s*$", "", body)
+            return ToolCall("python", body.strip("\n"), start)
+        return ToolCall(tag, body.strip(), start)
+
+    def format_result(self, res: ExecResult, max_chars: int) -> str:
+        return self.output_template.replace("{result}", result_text(res, max_chars))
+
+    def failure(self, tool: str, res: ExecResult) -> str | None:
+        """Why this result counts as a failed call for self-correction, or None."""
+        if res.status in ("error", "timeout", "killed", "memory"):
+            return res.status
+        if res.status == "ok" and tool == "python" and self.expects_print and not res.stdout.strip():
+            return "no_output"
+        return None
+
+    def final_answer(self, text: str) -> str | None:
+        if self.name == "tapo":
+            m = list(re.finditer(r"<answer>(.*?)</answer>", text, re.S))
+            if m:
+                return m[-1].group(1).strip()
+            return None
+        return last_boxed(text)
+
+
+THOR = ToolProtocol(
+    name="thor",
+    prompt="{question}\nPlease integrate natural language reasoning with programs to solve the problem above, "
+    "and put your final answer within \\boxed{{}}.",
+    cot_prompt=COT_PROMPT,
+    call_stops=("```output",),
+    answer_stops=(),
+    output_template="\n{result}\n```\n",
+    expects_print=True,
+)
+
+TAPO = ToolProtocol(
+    name="tapo",
+    prompt="Answer the given question. You must conduct reasoning inside <think> and </think> first every time "
+    "you get new information. If you lack some knowledge, you can call a search engine by <search> query "
+    "</search>; if you need to compute, write Python code inside <code> and </code> and print the results. "
+    "The results come back between <response> and </response>. You can search or run code as many times as "
+    "you want. When you have the answer, give it inside <answer> and </answer> without detailed "
+    "illustrations, for example <answer> Beijing </answer>. Question: {question}\n",
+    cot_prompt="Answer the given question. Reason inside <think> and </think>, then give the answer inside "
+    "<answer> and </answer>, for example <answer> Beijing </answer>. Question: {question}\n",
+    call_stops=("</code>", "</search>"),
+    answer_stops=("</answer>",),
+    output_template="\n<response>\n{result}\n</response>\n",
+    expects_print=True,
+)
+
+PROTOCOLS: dict[str, ToolProtocol] = {"thor": THOR, "tapo": TAPO}
+
+
+def get_protocol(name: str) -> ToolProtocol:
+    if name not in PROTOCOLS:
+        raise UsageError(f"unknown protocol {name!r}", f"choose one of: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]

@@ -1,0 +1,165 @@
+"""The `hf` backend's own machinery: KV-cache bookkeeping under continuous batching, per-row
+generators, cancellation, rows leaving the batch, input errors and model resolution."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from thor_cli.backends import SamplingParams, load_backend
+from thor_cli.backends.hf import HFBackend, _top_k_top_p
+from thor_cli.errors import BackendError
+
+
+@pytest.fixture(scope="module")
+def small_batch(tiny_model_dir: Path) -> Any:
+    """Three slots: admissions, merges and evictions happen all the time."""
+    backend = HFBackend(str(tiny_model_dir), max_batch=3)
+    yield backend
+    asyncio.run(backend.close())
+
+
+def _reference_logprobs(backend: HFBackend, prompt: list[int], ids: list[int], temperature: float) -> list[float]:
+    import torch
+
+    with torch.inference_mode():
+        logits = backend.model(input_ids=torch.tensor([prompt + ids])).logits[0, len(prompt) - 1:-1].float()
+    logp = torch.log_softmax(logits / temperature, dim=-1)
+    return logp.gather(1, torch.tensor(ids)[:, None]).squeeze(1).tolist()
+
+
+def test_logprobs_match_a_full_forward_under_continuous_batching(small_batch: HFBackend) -> None:
+    """Left padding, masks, positions and cache merges/evictions are right iff every sampled
+    token's logprob equals the one a plain forward over prompt + completion gives."""
+    rnd = random.Random(0)
+    vocab = small_batch.vocab_size
+    cases = [([rnd.randrange(3, vocab) for _ in range(rnd.randrange(1, 30))], rnd.randrange(1, 25), rnd.random() * 0.03)
+             for _ in range(14)]
+
+    async def one(i: int, prompt: list[int], max_tokens: int, delay: float) -> Any:
+        await asyncio.sleep(delay)  # arrive while others are mid-generation
+        return await small_batch.generate(prompt, SamplingParams(max_tokens=max_tokens, seed=i, temperature=0.8))
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*[one(i, *c) for i, c in enumerate(cases)])
+
+    outs = asyncio.run(main())
+    for (prompt, max_tokens, _), out in zip(cases, outs, strict=True):
+        assert len(out.ids) == max_tokens or out.finish_reason == "eos"
+        ref = _reference_logprobs(small_batch, prompt, out.ids, 0.8)
+        assert out.logprobs == pytest.approx(ref, abs=1e-4)
+
+
+def test_a_row_does_not_depend_on_its_batch(hf_tiny: HFBackend, chat_prompt: list[int]) -> None:
+    params = SamplingParams(max_tokens=24, seed=42, temperature=1.0, top_p=0.95)
+
+    async def main() -> tuple[Any, Any]:
+        alone = await hf_tiny.generate(chat_prompt, params)
+        others = [hf_tiny.generate(chat_prompt[: 5 + i], SamplingParams(max_tokens=3 + 4 * i, seed=i, temperature=0.7))
+                  for i in range(6)]
+        *_, crowded = await asyncio.gather(*others, hf_tiny.generate(chat_prompt, params))
+        return alone, crowded
+
+    alone, crowded = asyncio.run(main())
+    assert crowded.ids == alone.ids
+    assert crowded.logprobs == pytest.approx(alone.logprobs, abs=1e-4)
+
+
+def test_a_runaway_row_does_not_hold_others_hostage(small_batch: HFBackend, chat_prompt: list[int]) -> None:
+    async def main() -> None:
+        long = asyncio.create_task(small_batch.generate(chat_prompt, SamplingParams(max_tokens=400, seed=1)))
+        await asyncio.sleep(0)
+        shorts = [asyncio.create_task(small_batch.generate(chat_prompt, SamplingParams(max_tokens=2, seed=10 + i)))
+                  for i in range(8)]  # 8 requests through the 2 slots the long one leaves free
+        await asyncio.wait(shorts)
+        assert not long.done()  # every short one finished while the long one was still running
+        out = await long
+        assert len(out.ids) == 400 or out.finish_reason == "eos"
+
+    asyncio.run(main())
+
+
+def test_cancelled_request_leaves_the_batch(small_batch: HFBackend, chat_prompt: list[int]) -> None:
+    async def main() -> None:
+        doomed = asyncio.create_task(small_batch.generate(chat_prompt, SamplingParams(max_tokens=1000, seed=2)))
+        await asyncio.sleep(0.05)
+        doomed.cancel()
+        outs = await asyncio.gather(*[small_batch.generate(chat_prompt, SamplingParams(max_tokens=4, seed=i))
+                                      for i in range(5)])
+        assert all(len(o.ids) == 4 or o.finish_reason == "eos" for o in outs)
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+
+    asyncio.run(main())
+
+
+def test_input_errors_name_the_problem(hf_tiny: HFBackend) -> None:
+    async def main() -> None:
+        with pytest.raises(BackendError, match="context"):
+            await hf_tiny.generate([5] * hf_tiny.max_context, SamplingParams(max_tokens=4))
+        with pytest.raises(BackendError, match="empty prompt"):
+            await hf_tiny.generate([], SamplingParams(max_tokens=4))
+        with pytest.raises(BackendError, match="outside the vocabulary"):
+            await hf_tiny.generate([hf_tiny.vocab_size + 5], SamplingParams(max_tokens=4))
+
+    asyncio.run(main())
+
+
+def test_completion_is_clamped_to_the_context(tiny_model_dir: Path) -> None:
+    from thor_cli.models.tiny import build_tiny_model
+
+    short = build_tiny_model(tiny_model_dir.parent / "short-context", max_position_embeddings=40)
+    backend = HFBackend(str(short))
+
+    async def main() -> Any:
+        try:
+            return await backend.generate(list(range(3, 33)), SamplingParams(max_tokens=100, seed=0))
+        finally:
+            await backend.close()
+
+    out = asyncio.run(main())
+    assert backend.max_context == 40
+    assert len(out.ids) == 10 or out.finish_reason == "eos"
+
+
+def test_load_backend_by_cached_name(tiny_model_dir: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(tiny_model_dir, home / "models" / "tiny-cached")
+    monkeypatch.setenv("THOR_HOME", str(home))
+    backend = load_backend("hf", "tiny-cached", max_batch=2)
+    assert isinstance(backend, HFBackend) and backend.max_batch == 2
+    with pytest.raises(BackendError, match="unknown options"):
+        load_backend("hf", "tiny-cached", bogus=1)
+
+
+def test_top_k_top_p_masks() -> None:
+    import torch
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.1, 0.2, 0.3, 0.4]]))
+    out = _top_k_top_p(logits.clone(), [-1, 2], [0.75, 1.0])
+    kept = torch.isfinite(out)
+    assert kept.tolist() == [[True, True, False, False], [False, False, True, True]]
+    assert torch.equal(out[kept], logits[kept])
+
+
+def test_a_failing_step_fails_its_requests_and_the_backend_recovers(small_batch: HFBackend,
+                                                                     chat_prompt: list[int],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("out of memory (simulated)")
+
+    async def main() -> None:
+        monkeypatch.setattr(small_batch, "_forward", broken)
+        with pytest.raises(BackendError, match="simulated"):
+            await small_batch.generate(chat_prompt, SamplingParams(max_tokens=3, seed=0))
+        monkeypatch.undo()
+        out = await small_batch.generate(chat_prompt, SamplingParams(max_tokens=3, seed=0))
+        assert len(out.ids) == 3 or out.finish_reason == "eos"
+
+    asyncio.run(main())

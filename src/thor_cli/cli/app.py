@@ -74,6 +74,8 @@ def _silence_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("THOR_DEBUG", "") not in ("", "0")
+    if not sys.stderr.isatty():  # no progress bars from transformers/hub in logs and pipes
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     command = typer.main.get_command(app)
     code = 0
     try:

@@ -21,7 +21,7 @@ from math import comb
 from typing import Any
 
 from thor_cli.grading.normalize import clean
-from thor_cli.show.filters import benchmark_of, cell_statuses
+from thor_cli.records.access import benchmark_of, cell_statuses
 
 
 def pass_at(n: int, c: int, k: int) -> float:

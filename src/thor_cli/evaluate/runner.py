@@ -16,10 +16,10 @@ from typing import Any
 from thor_cli.evaluate.metrics import slim, summarize
 from thor_cli.grading import GradeConfig, Grader, is_code
 from thor_cli.log import log, progress
+from thor_cli.records.access import benchmark_of
 from thor_cli.records.jsonl import OutputSink, iter_records
 from thor_cli.records.keys import KEYS_FIELD, content_key
 from thor_cli.records.shard import Shard
-from thor_cli.show.filters import benchmark_of
 
 STAGE = "eval"
 

@@ -5,24 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def benchmark_of(rec: dict[str, Any]) -> str:
-    """The record's benchmark: ``source``, else the first part of an id like ``math500/...``."""
-    src = rec.get("source")
-    if src:
-        return str(src)
-    rid = str(rec.get("id", ""))
-    return rid.split("/", 1)[0] if "/" in rid else "unknown"
-
-
-def cell_statuses(rec: dict[str, Any]) -> list[str]:
-    """Exec status of every cell the model ran, failed retries (self-corrections) included."""
-    traj = rec.get("trajectory") or {}
-    out = [str((t.get("exec") or {}).get("status", "ok")) for t in traj.get("turns", [])
-           if t.get("kind") == "output" and t.get("exec") is not None]
-    for r in traj.get("retries", []):
-        out.append(str((r.get("exec") or {}).get("status") or r.get("reason") or "error"))
-    return out
+from thor_cli.records.access import benchmark_of, cell_statuses  # noqa: F401 -- re-exported
 
 
 def has_failed_cell(rec: dict[str, Any]) -> bool:

@@ -96,3 +96,41 @@ def test_empty_input_writes_an_empty_file_and_warns(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr.decode()
     assert out.exists() and out.read_bytes() == b""
     assert b"no input records" in res.stderr
+
+
+def test_ctrl_c_exits_130_and_keeps_partial_output(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "o.jsonl"
+    # stdin stays open, so `thor data convert` blocks waiting for more records after the first
+    proc = subprocess.Popen([THOR, "data", "convert", "-", "-o", str(out)], stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(b'{"question": "q", "answer": "1"}\n')
+    proc.stdin.flush()
+    part = tmp_path / "o.jsonl.part"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (part.exists() and part.stat().st_size > 0):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    assert not out.exists() and part.read_bytes().count(b"\n") == 1
+
+
+def test_config_file_sets_defaults_and_flags_win(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("source: fromconfig\nlimit: 1\n")
+    rows = b'{"question": "a", "answer": "1"}\n{"question": "b", "answer": "2"}\n'
+    res = thor("data", "convert", "--config", str(cfg), stdin=rows)
+    assert res.returncode == 0, res.stderr.decode()
+    lines = res.stdout.splitlines()
+    assert len(lines) == 1 and b'"source":"fromconfig"' in lines[0]
+    res = thor("data", "convert", "--config", str(cfg), "--source", "flag", "--limit", "2", stdin=rows)
+    assert res.stdout.count(b'"source":"flag"') == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    res = thor("data", "convert", "--config", str(bad), stdin=rows)
+    assert res.returncode == 2 and b"--config" in res.stderr

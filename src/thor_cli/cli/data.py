@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from thor_cli.cli.options import Inputs, Limit, Output, examples
+from thor_cli.cli.options import Config, Inputs, Limit, Output, examples
 from thor_cli.errors import PipeClosed
 from thor_cli.log import log
 from thor_cli.records import OutputSink
@@ -110,6 +110,7 @@ def convert(
                                "(counted on stderr).")] = False,
     limit: Limit = None,
     output: Output = "-",
+    config: Config = None,
 ) -> None:
     """Convert JSONL, JSON, parquet, a datasets save_to_disk folder, or a hub dataset (online) to problem records.
 

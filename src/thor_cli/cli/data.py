@@ -11,7 +11,6 @@ import orjson
 import typer
 
 from thor_cli.cli.options import Config, Inputs, Limit, Output, examples
-from thor_cli.errors import PipeClosed
 from thor_cli.log import log
 from thor_cli.records import OutputSink
 
@@ -46,11 +45,7 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_js
 def write_records(records: Iterable[dict[str, Any]], output: str) -> int:
     """Stream records to stdout or to ``output`` (written as NAME.part, renamed when complete)."""
     with OutputSink(output) as sink:
-        for rec in records:
-            try:
-                sink.write(rec)
-            except BrokenPipeError:
-                raise PipeClosed() from None
+        sink.write_many(records)
     return sink.written
 
 

@@ -107,13 +107,8 @@ def main(
     gcfg = GradeConfig(timeout=grade_timeout, code_timeout=timeout)
     if grade_only:
         sink = OutputSink(output)
-        try:
-            result = regrade((r.data for i, r in enumerate(iter_records(inputs or ["-"]))
-                              if limit is None or i < limit), EvalOptions(grade=gcfg), sink.write)
-        except BrokenPipeError:
-            from thor_cli.errors import PipeClosed
-
-            raise PipeClosed() from None
+        result = regrade((r.data for i, r in enumerate(iter_records(inputs or ["-"]))
+                          if limit is None or i < limit), EvalOptions(grade=gcfg), sink.write)
         sink.commit()
     else:
         if not model:
@@ -158,12 +153,7 @@ def main(
                 await be.close()
 
         def write(rec: dict) -> None:
-            try:
-                sink.write(rec)
-            except BrokenPipeError:
-                from thor_cli.errors import PipeClosed
-
-                raise PipeClosed() from None
+            sink.write(rec)  # raises PipeClosed when the reader of stdout went away
 
         try:
             result = asyncio.run(go())

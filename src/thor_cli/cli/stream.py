@@ -24,7 +24,7 @@ from typing import Any
 
 from thor_cli import __version__
 from thor_cli.config import config_hash
-from thor_cli.errors import PipeClosed, ThorError
+from thor_cli.errors import ThorError
 from thor_cli.log import log
 from thor_cli.records.jsonl import InputRecord, OutputSink, iter_records, write_json_atomic
 from thor_cli.records.keys import KEYS_FIELD, content_key
@@ -66,10 +66,7 @@ class Stream:
             record[KEYS_FIELD] = {**(record.get(KEYS_FIELD) or {}), self.stage: key}
         if record.get("error"):
             self.failed += 1
-        try:
-            self.sink.write(record)
-        except BrokenPipeError:
-            raise PipeClosed() from None
+        self.sink.write(record)
 
 
 def _counting(st: Stream, it: Iterator[InputRecord]) -> Iterator[InputRecord]:

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import orjson
 
-from thor_cli.errors import InputError, UsageError
+from thor_cli.errors import InputError, PipeClosed, UsageError
 from thor_cli.records.keys import KEYS_FIELD, canonical_json
 
 MAX_LINE_BYTES = int(float(os.environ.get("THOR_MAX_LINE_MB", "32")) * 1024 * 1024)
@@ -224,8 +224,12 @@ class OutputSink:
         return keys
 
     def write(self, record: dict[str, Any]) -> None:
-        self._out.write(dumps_line(record))
-        self._out.flush()
+        """Write one whole line and flush. Raises PipeClosed when stdout's reader went away."""
+        try:
+            self._out.write(dumps_line(record))
+            self._out.flush()
+        except BrokenPipeError:
+            raise PipeClosed() from None
         self.written += 1
 
     def write_many(self, records: Iterable[dict[str, Any]]) -> None:

@@ -145,12 +145,24 @@ def main(
             from thor_cli.cli.rollout_opts import build_rollout
             from thor_cli.rollout import RolloutEngine
 
-            be, tools, _ = build_rollout(model=model, seed=seed, **values)
+            pool = None
+            if "python" in rcfg.tools:  # one sandbox pool for the python tool and the code tests
+                from thor_cli.sandbox import SandboxConfig, SandboxPool
+
+                sb: dict[str, Any] = {"timeout": timeout, "memory_mb": memory}
+                if workers:
+                    sb["workers"] = workers
+                pool = await SandboxPool(SandboxConfig(**sb)).start()
             try:
-                async with RolloutEngine(be, rcfg, tools=tools) as engine:
-                    return await run_eval(problems, engine, sink, opts, shard=sh, emit=write)
+                be, tools, _ = build_rollout(model=model, seed=seed, sandbox_pool=pool, **values)
+                try:
+                    async with RolloutEngine(be, rcfg, tools=tools) as engine:
+                        return await run_eval(problems, engine, sink, opts, shard=sh, emit=write, sandbox=pool)
+                finally:
+                    await be.close()
             finally:
-                await be.close()
+                if pool is not None:
+                    await pool.close()
 
         def write(rec: dict) -> None:
             sink.write(rec)  # raises PipeClosed when the reader of stdout went away

@@ -91,8 +91,11 @@ def rollout_config(*, seed: int = 0, **values: Any) -> Any:
 
 
 def build_rollout(*, model: str, seed: int = 0, backend_options: dict[str, Any] | None = None,
-                  **values: Any) -> tuple[Any, dict[str, Any], Any]:
-    """(backend, tools, RolloutConfig) from option values; the caller closes the backend."""
+                  sandbox_pool: Any = None, **values: Any) -> tuple[Any, dict[str, Any], Any]:
+    """(backend, tools, RolloutConfig) from option values; the caller closes the backend.
+
+    ``sandbox_pool``: a started pool for the python tool to share (else the tool starts its own).
+    """
     from thor_cli.backends import load_backend
     from thor_cli.rollout import get_protocol
     from thor_cli.tools import build_tools
@@ -101,7 +104,8 @@ def build_rollout(*, model: str, seed: int = 0, backend_options: dict[str, Any] 
     get_protocol(v["protocol"])  # a usage error before loading any model
     cfg = rollout_config(seed=seed, **values)
     tools = build_tools(cfg.tools, timeout=v["timeout"], memory_mb=v["memory"], workers=v["workers"],
-                        search_corpus=v["search_corpus"], search_url=v["search_url"]) if cfg.tools else {}
+                        search_corpus=v["search_corpus"], search_url=v["search_url"],
+                        sandbox_pool=sandbox_pool) if cfg.tools else {}
     opts = dict(backend_options or {})
     if v["backend"] == "openai":
         opts.setdefault("base_url", v["base_url"])

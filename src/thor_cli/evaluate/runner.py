@@ -73,11 +73,13 @@ def _drop_ids(rec: dict[str, Any]) -> None:
 
 
 class _CodeSandbox:
-    """A sandbox pool for code tests, started on first use."""
+    """The sandbox pool for code tests: the one given (shared with the python tool), else one of its
+    own started on first use."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, pool: Any = None) -> None:
         self.timeout = timeout
-        self.pool: Any = None
+        self.pool: Any = pool
+        self._own = pool is None
 
     async def get(self) -> Any:
         if self.pool is None:
@@ -87,15 +89,16 @@ class _CodeSandbox:
         return self.pool
 
     async def close(self) -> None:
-        if self.pool is not None:
+        if self.pool is not None and self._own:
             await self.pool.close()
 
 
 async def run_eval(problems: Iterable[dict[str, Any]], engine: Any, sink: OutputSink, opts: EvalOptions, *,
-                   shard: Shard | None = None, emit: Callable[[dict[str, Any]], None] | None = None
-                   ) -> dict[str, Any]:
+                   shard: Shard | None = None, emit: Callable[[dict[str, Any]], None] | None = None,
+                   sandbox: Any = None) -> dict[str, Any]:
     """Roll out, grade and write every (problem, sample) not already in ``sink``; return the summary
-    of this run's records plus those already in the sink (resume)."""
+    of this run's records plus those already in the sink (resume). ``sandbox``: a started pool that
+    code tests share with the python tool (else one is started on the first code problem)."""
     emit = emit or sink.write
     seen: list[dict[str, Any]] = []
     started = time.monotonic()
@@ -114,7 +117,7 @@ async def run_eval(problems: Iterable[dict[str, Any]], engine: Any, sink: Output
                     continue
                 yield prob, key, s
 
-    code_box = _CodeSandbox(opts.grade.code_timeout)
+    code_box = _CodeSandbox(opts.grade.code_timeout, sandbox)
     t_start: dict[tuple[str, int], float] = {}
 
     originals: dict[str, dict[str, Any]] = {}  # key -> the problem as given (the engine gets a view)

@@ -78,7 +78,7 @@ async def grade_code(records: list[dict[str, Any]], *, timeout: float = 10.0, po
         sess = await p.session()
         program = program_for(rec, code)
         try:
-            res = await sess.run(program)
+            res = await sess.run(program, timeout=timeout)
         finally:
             close = getattr(sess, "close", None)
             if close is not None:

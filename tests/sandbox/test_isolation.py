@@ -23,7 +23,15 @@ EVIL = [
     ("no home dirs", "import os\nprint([p for p in ('/root', '/home', '/etc/passwd', '/etc/shadow', '/var', '/mnt', '/srv')"
      " if os.path.exists(p)])", "[]\n"),
     ("no data folders", "import os\nprint(os.path.exists('/work/shared/data'), os.path.exists('/data'))", "False False\n"),
-    ("dev has null zero urandom", "import os\nprint(sorted(os.listdir('/dev')))", "['null', 'urandom', 'zero']\n"),
+    ("dev has only null zero urandom", "import os, stat\nprint(sorted(n for n in os.listdir('/dev') "
+     "if not stat.S_ISDIR(os.stat('/dev/' + n).st_mode)), os.listdir('/dev/shm'))", "['null', 'urandom', 'zero'] []\n"),
+    ("no nested user namespace", "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+     "print(libc.unshare(0x10000000), ctypes.get_errno())", "-1 1\n"),
+    ("no nested namespaces via clone", "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+     "print(libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0), ctypes.get_errno())", "-1 1\n"),
+    ("no setns, ptrace, bpf", "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nout = []\n"
+     "for nr, args in ((308, (0, 0)), (101, (16, 1, 0, 0)), (321, (0, 0, 0))):\n"
+     "    out.append((libc.syscall(nr, *args), ctypes.get_errno()))\nprint(out)", "[(-1, 1), (-1, 1), (-1, 1)]\n"),
     ("system paths read-only", "bad = []\nfor p in ('/usr/evil', '/lib/evil', '/bin/evil', '/sb/site0/evil', '/evil'):\n"
      "    try:\n        open(p, 'w').write('x')\n        bad.append(p)\n    except OSError:\n        pass\nprint(bad)", "[]\n"),
     ("no capabilities", "for line in open('/proc/self/status'):\n    if line.startswith(('CapEff', 'CapPrm', 'CapAmb')):\n"
@@ -44,6 +52,23 @@ def test_evil_snippet(cells, name: str, code: str, want: str) -> None:
     (res,) = cells(code)
     assert res.status == "ok", (name, res)
     assert res.stdout == want, (name, res)
+
+
+def test_processes_threads_and_multiprocessing_still_work_under_the_filter(cells) -> None:
+    (res,) = cells("import subprocess, threading, multiprocessing as mp\n"
+                   "print(subprocess.run(['echo', 'hi'], capture_output=True, text=True).stdout.strip())\n"
+                   "t = threading.Thread(target=print, args=('thread',)); t.start(); t.join()\n"
+                   "with mp.Pool(2) as p:\n    print(p.map(abs, [-1, -2]))")
+    assert res.status == "ok" and res.stdout == "hi\nthread\n[1, 2]\n", res
+
+
+def test_dev_shm_private_per_session(pool, run) -> None:
+    async def go() -> object:
+        async with await pool.session() as a, await pool.session() as b:
+            await a.run("open('/dev/shm/secret', 'w').write('42')")
+            return await b.run("import os\nprint(os.listdir('/dev/shm'))")
+
+    assert run(go()).stdout == "[]\n"
 
 
 def test_tmp_private_per_session(pool, run) -> None:

@@ -17,6 +17,12 @@ Covers (each has an adversarial test in tests/sandbox/test_isolation.py):
 - user, pid, mount, net, ipc, uts namespaces per worker; per session again pid, mount, ipc, uts and
   net namespaces, a fresh /proc, and a private tmpfs /tmp (``tmpfs_mb``);
 - a uid per session (root machines; host uids 100000+), no capabilities, no_new_privs;
+- a seccomp filter per session (x86_64; ``seccomp=True``): no nested namespaces of any kind
+  (unshare, setns, clone with CLONE_NEW*; clone3 answers ENOSYS so libc falls back to clone),
+  no mount/pivot_root/chroot, ptrace, bpf, perf_event_open, kernel keyrings, userfaultfd,
+  io_uring, module or kexec loading; subprocesses, threads and multiprocessing still work;
+- a private tmpfs /dev/shm per session (multiprocessing's locks), in /dev no other device than
+  null, zero and urandom;
 - only /usr, /lib*, /bin, /sbin, site-packages (read-only) and /dev/{null,zero,urandom}: no
   project checkout, home directories, data folders, /etc, host /tmp;
 - no network: only ``lo``, in a namespace where nothing of the host listens;
@@ -33,8 +39,8 @@ Does not cover:
 - a cell lying about its own result: the cell runs in the interpreter that reports it, so it can
   monkey-patch anything there or write to thor's channel (a malformed reply kills the session).
   Graders must not trust in-session checks against adversarial code beyond that;
-- kernel exploits (no seccomp filter yet; nsjail's default policy is none) -- use a VM boundary
-  for hostile-at-kernel-level workloads;
+- kernel exploits through the syscalls the filter allows -- use a VM boundary for
+  hostile-at-kernel-level workloads;
 - CPU fairness beyond ``workers`` cells at a time; per-session memory is an address-space
   rlimit, not a cgroup (cgroup v1 per-worker memory cap is optional: ``worker_memory_mb``);
 - GPU access, network access for cells, persistent files after a session ends.

@@ -105,6 +105,7 @@ def worker_command(cfg: SandboxConfig, m: Machine, index: int, ctrl_fd: int) -> 
     zcfg = {
         "ctrl_fd": ctrl_fd, "sys_path": jail_sites, "preload": list(cfg.preload), "jailed": m.jailed,
         "uid_range": m.uid_range, "session_net": cfg.session_net, "tmpfs_mb": cfg.tmpfs_mb,
+        "seccomp": cfg.seccomp,
         "env": cfg.env,
         "limits": {"memory_mb": cfg.memory_mb, "file_mb": cfg.file_mb, "cpu_s": cfg.cpu_s,
                    "nofile": cfg.nofile, "nproc": cfg.nproc},
@@ -121,7 +122,8 @@ def worker_command(cfg: SandboxConfig, m: Machine, index: int, ctrl_fd: int) -> 
     gids = [f"0:{os.getegid() or base}:1"] if not m.uid_range else ids
     cmd = [m.nsjail, "-Mo", "--really_quiet", "-t", "0", "--keep_caps", "--hostname", "sandbox",
            "--rlimit_as", "inf", "--rlimit_cpu", "inf", "--rlimit_fsize", "inf", "--rlimit_nofile", "max",
-           "--rlimit_nproc", "max", "--pass_fd", str(ctrl_fd), "--cwd", "/tmp", "-T", "/tmp"]
+           "--rlimit_nproc", "max", "--pass_fd", str(ctrl_fd), "--cwd", "/tmp", "-T", "/tmp",
+           "-T", "/dev/shm"]  # the mount point for each session's own /dev/shm (multiprocessing's locks)
     cmd += [a for i in ids for a in ("-u", i)] + [a for g in gids for a in ("-g", g)]
     for p in SYSTEM_RO:
         if os.path.exists(p):

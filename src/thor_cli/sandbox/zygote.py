@@ -268,6 +268,8 @@ def _setup_session(cfg, uid):
         _check(_libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV, None), "mount /proc")
         opts = f"size={cfg['tmpfs_mb']}m,mode=0700,uid={uid},gid={uid}".encode()
         _check(_libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts), "mount /tmp")
+        if os.path.isdir("/dev/shm"):  # a private one per session, inside the same size budget
+            _check(_libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, opts), "mount /dev/shm")
     else:
         off.append("namespaces")
     lim = cfg["limits"]
@@ -287,7 +289,59 @@ def _setup_session(cfg, uid):
         _drop_caps()
         off.append("per-session uid")
     os.chdir("/tmp")
+    if cfg.get("seccomp") and os.uname().machine == "x86_64":
+        install_seccomp()  # last: the set-up above needs mount and unshare
+    elif cfg.get("seccomp"):
+        off.append("seccomp filter (built for x86_64 only)")
     return off
+
+
+# ---------------------------------------------------------------- seccomp
+# Syscalls a session never needs and that widen the kernel surface or escape its namespaces.
+# x86_64 numbers: unshare setns mount umount2 pivot_root chroot ptrace bpf perf_event_open keyctl
+# add_key request_key userfaultfd kexec_load kexec_file_load init_module finit_module
+# delete_module open_by_handle_at name_to_handle_at fsopen fsconfig fsmount fspick open_tree
+# move_mount mount_setattr swapon swapoff reboot acct syslog quotactl io_uring_setup
+_DENY_X86_64 = (272, 308, 165, 166, 155, 161, 101, 321, 298, 250, 248, 249, 323, 246, 320, 175, 313,
+                176, 304, 303, 430, 431, 432, 433, 428, 429, 442, 167, 168, 169, 163, 103, 179, 425)
+_CLONE, _CLONE3 = 56, 435
+_NS_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_EPERM, _ENOSYS = 1, 38
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def seccomp_program():
+    """A classic-BPF seccomp filter: deny the syscalls above (EPERM), clone() with any CLONE_NEW*
+    flag (EPERM: no nested namespaces, in particular no nested user namespace), clone3 (ENOSYS, so
+    libc falls back to clone), x32 syscalls, and any non-x86_64 ABI (kill). Everything else passes."""
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, kill = 0x7FFF0000, 0x80000000
+    errno = 0x00050000
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH_X86_64), (ret, 0, 0, kill),
+            (ld, 0, 0, 0), (jge, 0, 1, 0x40000000), (ret, 0, 0, errno | _EPERM)]
+    for nr in _DENY_X86_64:
+        prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno | _EPERM)]
+    prog += [(jeq, 0, 1, _CLONE3), (ret, 0, 0, errno | _ENOSYS),
+             (jeq, 0, 3, _CLONE), (ld, 0, 0, 16), (jset, 0, 1, _NS_FLAGS), (ret, 0, 0, errno | _EPERM),
+             (ret, 0, 0, allow)]
+    return prog
+
+
+def install_seccomp():
+    """no_new_privs, then the filter, for this process and everything it forks (irrevocable)."""
+    prog = seccomp_program()
+    arr = (_SockFilter * len(prog))(*[_SockFilter(c, jt, jf, k) for c, jt, jf, k in prog])
+    fprog = _SockFprog(len(prog), ctypes.cast(arr, ctypes.POINTER(_SockFilter)))
+    _check(_libc.prctl(38, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    _check(_libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "prctl(PR_SET_SECCOMP)")
 
 
 def _drop_caps():

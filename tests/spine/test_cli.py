@@ -134,3 +134,19 @@ def test_config_file_sets_defaults_and_flags_win(tmp_path: Path) -> None:
     bad.write_text("- just\n- a list\n")
     res = thor("data", "convert", "--config", str(bad), stdin=rows)
     assert res.returncode == 2 and b"--config" in res.stderr
+
+
+def test_an_internal_broken_pipe_is_an_error_with_a_message(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """typer alone would exit 1 silently on any EPIPE; a dead helper process must be reported."""
+    import thor_cli.cli.data as data_cli
+    from thor_cli.cli.app import main
+
+    def broken(*_: object, **__: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(data_cli, "print_table", broken)
+    with pytest.raises(SystemExit) as ended:
+        main(["data", "list"])
+    assert ended.value.code == 1
+    assert "Error: a pipe to a helper process broke" in capsys.readouterr().err

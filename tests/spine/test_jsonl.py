@@ -126,3 +126,29 @@ def test_shard_parsing_and_slurm_env() -> None:
     env = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "4"}
     assert str(shard_from_env(env)) == "2/4"
     assert shard_from_env({}) is None
+    stepped = {"SLURM_ARRAY_TASK_ID": "20", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "10",
+               "SLURM_ARRAY_TASK_COUNT": "4"}  # --array=0-30:10
+    assert str(shard_from_env(stepped)) == "2/4"
+
+
+def test_resume_keeps_the_finished_file_until_the_resumed_run_completes(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with OutputSink(str(out), stage="s") as sink:
+        sink.write({"keys": {"s": "k1"}})
+    before = out.read_bytes()
+    with pytest.raises(RuntimeError), OutputSink(str(out), resume=True, stage="s") as sink:
+        sink.write({"keys": {"s": "k2"}})
+        raise RuntimeError("the resumed run fails")
+    assert out.read_bytes() == before, "a failed resume must not take the finished file away"
+
+
+def test_resume_retries_failed_records_without_duplicating_them(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with OutputSink(str(out), stage="s") as sink:
+        sink.write({"keys": {"s": "ok"}, "v": 1})
+        sink.write({"keys": {"s": "bad"}, "v": 2, "error": "BackendError: server down"})
+    with OutputSink(str(out), resume=True, stage="s") as sink:
+        assert sink.done == {"ok"} and sink.retried == 1
+        sink.write({"keys": {"s": "bad"}, "v": 2, "error": None})
+    lines = [orjson.loads(x) for x in out.read_bytes().splitlines()]
+    assert [(x["v"], x.get("error")) for x in lines] == [(1, None), (2, None)]

@@ -97,3 +97,29 @@ def test_failed_records_are_counted_and_fail_on_error_raises(tmp_path: Path) -> 
                 st.emit(dict(rec.data, error="boom" if rec.data["id"] == 1 else None), st.key(rec))
     assert out.exists(), "records are complete even when some failed: the file is committed"
     assert out.read_bytes().count(b"\n") == 3
+
+
+def test_resume_with_another_config_is_refused(tmp_path: Path) -> None:
+    from thor_cli.errors import UsageError
+
+    inp = make_input(tmp_path / "in.jsonl", 2)
+    out = tmp_path / "o.jsonl"
+    with open_stream("copy", [str(inp)], str(out), config={"temperature": 0.6}) as st:
+        for rec in st.records:
+            st.emit(rec.data, st.key(rec))
+    with pytest.raises(UsageError, match="changed: temperature"):
+        with open_stream("copy", [str(inp)], str(out), resume=True, config={"temperature": 1.0}):
+            pass
+    with open_stream("copy", [str(inp)], str(out), resume=True, config={"temperature": 0.6}) as st:
+        assert sum(st.skip(st.key(r)) for r in st.records) == 2
+
+
+def test_shard_unit_keeps_related_records_together(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b"".join(orjson.dumps({"i": i, "session": f"s{i % 5}"}) + b"\n" for i in range(40)))
+    seen: dict[str, set[int]] = {}
+    for n in range(3):
+        with open_stream("x", [str(inp)], "-", shard=f"{n}/3", shard_unit=lambda r: r.get("session")) as st:
+            for rec in st.records:
+                seen.setdefault(rec.data["session"], set()).add(n)
+    assert len(seen) == 5 and all(len(shards) == 1 for shards in seen.values())

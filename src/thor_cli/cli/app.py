@@ -6,8 +6,10 @@ or data error, 2 usage error, 130 on Ctrl-C. ``THOR_DEBUG=1`` shows tracebacks.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
+import select
 import sys
 
 import typer
@@ -72,11 +74,42 @@ def _silence_stdout() -> None:
         pass
 
 
+def _stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reader has gone away (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _with_pipe_boundary(command: typer.core.TyperGroup) -> None:
+    """typer (vendored click) turns *any* EPIPE OSError into a silent exit 1. Decide here instead:
+    the reader of stdout went away -> PipeClosed (quiet, exit 0); any other broken pipe (a worker
+    process died) -> an error with a message."""
+    invoke = command.invoke
+
+    def guarded(ctx: typer.Context) -> object:
+        try:
+            return invoke(ctx)
+        except OSError as e:
+            if e.errno != errno.EPIPE:
+                raise
+            if _stdout_reader_gone():
+                raise PipeClosed() from None
+            raise ThorError(f"a pipe to a helper process broke ({e})",
+                            "a worker process died; rerun (with --resume where there is an output file)") from e
+
+    command.invoke = guarded  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("THOR_DEBUG", "") not in ("", "0")
     if not sys.stderr.isatty():  # no progress bars from transformers/hub in logs and pipes
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     command = typer.main.get_command(app)
+    _with_pipe_boundary(command)  # type: ignore[arg-type]
     code = 0
     try:
         rv = command.main(args=argv, prog_name="thor", standalone_mode=False)
@@ -94,9 +127,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("Interrupted\n")
         code = 130
     except PipeClosed:
-        _silence_stdout()
-        code = 0
-    except BrokenPipeError:
         _silence_stdout()
         code = 0
     except ThorError as e:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from thor_cli.cli.options import Config, Inputs, Limit, Output, Resume, Seed, ShardOpt, examples
+from thor_cli.cli.options import Config, FailOnError, Inputs, Limit, Output, Resume, Seed, ShardOpt, examples
 from thor_cli.cli.rollout_opts import (
     ApiKey,
     BackendName,
@@ -36,6 +36,7 @@ PAPER_SAMPLES, PAPER_MAX_TOKENS, PAPER_REASONING_TOKENS = 4, 4096, 16384
 
 
 def main(
+    ctx: typer.Context,
     inputs: Inputs = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model: a cached name (thor models list), "
                                               "a checkpoint folder or an HF id.", show_default=False)] = None,
@@ -85,6 +86,7 @@ def main(
     shard: ShardOpt = None,
     limit: Limit = None,
     config: Config = None,
+    fail_on_error: FailOnError = False,
 ) -> None:
     """Evaluate: k samples per problem through the rollout engine, graded, one record per sample.
 
@@ -115,6 +117,17 @@ def main(
             raise UsageError("--model is needed to run an evaluation", "pass --model NAME, or --grade-only")
         if preset not in (None, "paper"):
             raise UsageError(f"--preset {preset!r} is unknown", "the one preset is 'paper'")
+        if preset == "paper":  # the paper's settings over defaults and --config; flags on the line win
+            def given(name: str) -> bool:
+                src = ctx.get_parameter_source(name)
+                return src is not None and src.name == "COMMANDLINE"
+
+            temperature = temperature if given("temperature") else 0.6
+            top_p = top_p if given("top_p") else 1.0
+            samples = samples if given("samples") else PAPER_SAMPLES
+            max_tool_calls = max_tool_calls if given("max_tool_calls") else 10
+            if not given("max_tokens"):
+                max_tokens = PAPER_REASONING_TOKENS if reasoning else PAPER_MAX_TOKENS
         k = samples if samples is not None else PAPER_SAMPLES
         if k < 1:
             raise UsageError("--samples must be >= 1", "pass e.g. --samples 4")
@@ -132,6 +145,10 @@ def main(
         key_config = {"model": model, "backend": backend, "rollout": rcfg.to_dict(), "cell_timeout": timeout}
         problems = load_problems(list(benchmark or []), inputs, limit)
         sh = parse_shard(shard) if shard else shard_from_env()
+        if resume and output != "-":
+            from thor_cli.cli.stream import check_resume_config
+
+            check_resume_config(output, "eval", {**key_config, "samples": k, "benchmarks": benchmark or []})
         sink = OutputSink(output, resume=resume, stage="eval")
         if output != "-":
             from thor_cli.cli.stream import write_manifest
@@ -182,6 +199,12 @@ def main(
     print_summary(result)
     if summary:
         write_json_atomic(summary, result)
+    failed = sum(int(m.get("errors") or 0) for m in result.get("benchmarks", {}).values())
+    if fail_on_error and failed:
+        from thor_cli.errors import ThorError
+
+        raise ThorError(f"{failed} samples failed (backend or tool errors)",
+                        "see their 'error' field; rerun with --resume to retry them")
     sys.stderr.flush()
 
 

@@ -85,7 +85,9 @@ def run(
 
     cfg = _config(timeout, memory, workers, max_output)
     params = resolved(dict(timeout=timeout, memory=memory, max_output=max_output))
-    with open_stream("exec", inputs, output, resume=resume, shard=shard, limit=limit, config=params) as st:
+    # a session's cells must stay together: shards split by session, not by line
+    with open_stream("exec", inputs, output, resume=resume, shard=shard, limit=limit, config=params,
+                     shard_unit=lambda r: r.get("session")) as st:
         async def go() -> None:
             async with SandboxPool(cfg) as pool:
                 await run_records(pool, st.records, st.emit, ordered=not unordered,

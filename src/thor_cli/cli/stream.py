@@ -15,28 +15,42 @@ and gets bounded memory, whole lines, NAME.part + rename, a manifest, and a summ
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from thor_cli import __version__
 from thor_cli.config import config_hash
-from thor_cli.errors import ThorError
+from thor_cli.errors import ThorError, UsageError
 from thor_cli.log import log
 from thor_cli.records.jsonl import InputRecord, OutputSink, iter_records, write_json_atomic
 from thor_cli.records.keys import KEYS_FIELD, content_key
 from thor_cli.records.shard import Shard, parse_shard, shard_from_env
 
+ShardUnit = Callable[[dict], "str | None"]
 
-def select(records: Iterator[InputRecord], *, shard: Shard | None, limit: int | None) -> Iterator[InputRecord]:
-    """The first ``limit`` records, then this shard's share of them (index modulo n)."""
+
+def _unit_position(unit: str) -> int:
+    return int.from_bytes(hashlib.sha256(unit.encode()).digest()[:8], "big")
+
+
+def select(records: Iterator[InputRecord], *, shard: Shard | None, limit: int | None,
+           unit: ShardUnit | None = None) -> Iterator[InputRecord]:
+    """The first ``limit`` records, then this shard's share of them: by index modulo n, or, for
+    records that ``unit`` maps to a name (``thor exec``: the session), by a hash of that name, so
+    that records which belong together land in the same shard."""
     for i, rec in enumerate(records):
         if limit is not None and i >= limit:
             return
-        if shard is None or shard.owns(i):
+        if shard is None:
+            yield rec
+            continue
+        name = unit(rec.data) if unit is not None else None
+        if shard.owns(i if name is None else _unit_position(str(name))):
             yield rec
 
 
@@ -75,6 +89,26 @@ def _counting(st: Stream, it: Iterator[InputRecord]) -> Iterator[InputRecord]:
         yield rec
 
 
+def check_resume_config(path: str, stage: str, config: dict[str, Any]) -> None:
+    """--resume into an output made with another config would mix two runs in one file: refuse."""
+    from pathlib import Path
+
+    import orjson
+
+    manifest = Path(f"{path}.manifest.json")
+    if not manifest.exists():
+        return
+    try:
+        old = orjson.loads(manifest.read_bytes())
+    except orjson.JSONDecodeError:
+        return
+    if old.get("stage") == stage and old.get("config_hash") not in (None, config_hash(config)):
+        changed = sorted(k for k in {*old.get("config", {}), *config}
+                         if old.get("config", {}).get(k) != config.get(k))
+        raise UsageError(f"--resume: {path} was made with another config (changed: {', '.join(changed) or '?'})",
+                         "rerun with the same options, or write to a new -o file")
+
+
 def write_manifest(path: str, stage: str, config: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
     write_json_atomic(f"{path}.manifest.json", {
         "thor_version": __version__, "stage": stage, "argv": sys.argv, "config": config,
@@ -86,8 +120,10 @@ def write_manifest(path: str, stage: str, config: dict[str, Any], extra: dict[st
 @contextmanager
 def open_stream(stage: str, inputs: list[str] | None, output: str = "-", *, resume: bool = False,
                 shard: str | None = None, limit: int | None = None, config: dict[str, Any] | None = None,
-                fail_on_error: bool = False) -> Iterator[Stream]:
+                fail_on_error: bool = False, shard_unit: ShardUnit | None = None) -> Iterator[Stream]:
     config = config or {}
+    if resume and output != "-":
+        check_resume_config(output, stage, config)
     sh = parse_shard(shard) if shard else shard_from_env()
     if sh is not None:
         log.debug("%s: shard %s", stage, sh)
@@ -96,8 +132,10 @@ def open_stream(stage: str, inputs: list[str] | None, output: str = "-", *, resu
         log.warning("%s: dropped a torn last line (%d bytes) from %s", stage, sink.dropped_bytes, sink.part)
     if resume and sink.done:
         log.info("%s: resuming; %d records already in %s", stage, len(sink.done), output)
+    if sink.retried:
+        log.info("%s: resuming; %d failed records will be retried", stage, sink.retried)
     st = Stream(stage, iter(()), sink, config)
-    st.records = _counting(st, select(iter_records(inputs or ["-"]), shard=sh, limit=limit))
+    st.records = _counting(st, select(iter_records(inputs or ["-"]), shard=sh, limit=limit, unit=shard_unit))
     if output != "-":
         write_manifest(output, stage, config, {"shard": str(sh) if sh else None})
     try:

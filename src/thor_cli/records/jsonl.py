@@ -11,6 +11,7 @@ with ``--resume`` to continue from it (a torn last line is dropped).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -179,14 +180,17 @@ def _drop_torn_tail(path: Path) -> int:
 class OutputSink:
     """Where a stage's records go: stdout, or a file written as ``NAME.part`` then renamed.
 
-    ``resume=True`` continues an earlier run's output (``NAME.part``, or a finished ``NAME``) and
-    exposes the content keys already written in :attr:`done` so the stage can skip them.
+    ``resume=True`` continues an earlier run's output (``NAME.part``, or a finished ``NAME``, which
+    stays in place until the resumed run completes) and exposes the content keys already written
+    in :attr:`done` so the stage can skip them. Records that failed (a non-empty ``error``) are
+    dropped from the continued output and not counted as done: a resumed run retries them.
     """
 
     def __init__(self, path: str = "-", *, resume: bool = False, stage: str = "") -> None:
         self.path = path
         self.stage = stage
         self.done: set[str] = set()
+        self.retried = 0  # failed records dropped on resume, to be run again
         self.written = 0
         self.dropped_bytes = 0
         self._file: IO[bytes] | None = None
@@ -202,26 +206,37 @@ class OutputSink:
         self.part = final.with_name(final.name + ".part")
         if resume:
             if final.exists() and not self.part.exists():
-                os.replace(final, self.part)
+                shutil.copyfile(final, self.part)  # NAME stays whole if the resumed run fails
             if self.part.exists():
                 self.dropped_bytes = _drop_torn_tail(self.part)
-                self.done = self._read_keys(self.part)
+                self.done, self.retried = self._read_keys(self.part)
             self._file = open(self.part, "ab")  # noqa: SIM115
         else:
             self._file = open(self.part, "wb")  # noqa: SIM115
         self._out = self._file
 
-    def _read_keys(self, path: Path) -> set[str]:
+    def _read_keys(self, path: Path) -> tuple[set[str], int]:
+        """Keys of the records already done; failed records are removed from the file (retried)."""
         keys: set[str] = set()
-        with open(path, "rb") as f:
+        failed = 0
+        tmp = path.with_name(path.name + ".tmp")
+        with open(path, "rb") as f, open(tmp, "wb") as kept:
             for lineno, raw in enumerate(f, 1):
                 if not raw.strip():
                     continue
                 rec = loads_line(raw, path=str(path), line=lineno)
+                if rec.get("error"):
+                    failed += 1
+                    continue
+                kept.write(raw if raw.endswith(b"\n") else raw + b"\n")
                 key = (rec.get(KEYS_FIELD) or {}).get(self.stage)
                 if key:
                     keys.add(key)
-        return keys
+        if failed:
+            os.replace(tmp, path)
+        else:
+            tmp.unlink()
+        return keys, failed
 
     def write(self, record: dict[str, Any]) -> None:
         """Write one whole line and flush. Raises PipeClosed when stdout's reader went away."""

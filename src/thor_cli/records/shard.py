@@ -39,13 +39,15 @@ def parse_shard(text: str) -> Shard:
 def shard_from_env(env: dict[str, str] | None = None) -> Shard | None:
     """The shard of a Slurm job-array task, or None outside an array.
 
-    Uses SLURM_ARRAY_TASK_ID relative to SLURM_ARRAY_TASK_MIN, and SLURM_ARRAY_TASK_COUNT.
+    Uses SLURM_ARRAY_TASK_ID relative to SLURM_ARRAY_TASK_MIN in steps of SLURM_ARRAY_TASK_STEP
+    (``--array=0-30:10`` gives tasks 0, 10, 20, 30 = shards 0..3 of 4), and SLURM_ARRAY_TASK_COUNT.
     """
     env = dict(os.environ) if env is None else env
     if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
         return None
     try:
-        task = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        step = max(int(env.get("SLURM_ARRAY_TASK_STEP", "1")), 1)
+        task = (int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))) // step
         count = int(env["SLURM_ARRAY_TASK_COUNT"])
     except ValueError:
         raise UsageError("SLURM_ARRAY_TASK_ID/COUNT are not integers", "pass --shard i/n explicitly") from None

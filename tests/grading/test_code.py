@@ -37,3 +37,35 @@ def test_code_problems_run_in_the_sandbox() -> None:
     assert [x.correct for x in grades] == [True, False, True, False, False]
     assert grades[1].method == "code_tests" and "assert candidate(1, 2) == 3" in (grades[1].detail or "")
     assert grades[2].detail is None
+
+
+def test_grader_keeps_one_sandbox_for_its_life(monkeypatch) -> None:
+    # grade() on code records used to start (and stop) a sandbox pool per call, ignoring the memory limit.
+    try:
+        from thor_cli.sandbox import SandboxPool
+    except ImportError as e:
+        pytest.skip(f"no sandbox: {e}")
+    started: list[SandboxPool] = []
+    start = SandboxPool.start
+
+    async def counting_start(self: SandboxPool) -> SandboxPool:
+        started.append(self)
+        return await start(self)
+
+    monkeypatch.setattr(SandboxPool, "start", counting_start)
+    ok = {**MBPP, "response": "```python\ndef sq(x):\n    return x * x\n```"}
+    bad = {**MBPP, "response": "```python\ndef sq(x):\n    return x\n```"}
+    cfg = GradeConfig(code_timeout=5, code_memory_mb=700, workers=1)
+    try:
+        with Grader(cfg) as g:
+            assert g.grade([dict(MBPP)])[0].method == "no_answer"
+            assert not started  # nothing to run: no pool
+            first = g.grade([ok, bad])
+            second = g.grade([bad, ok, {"answer": "2", "pred": "2"}])
+    except Exception as e:  # noqa: BLE001 -- no working sandbox on this machine
+        if not started or not started[0].workers:
+            pytest.skip(f"sandbox unavailable: {e}")
+        raise
+    assert [x.correct for x in first] == [True, False] and [x.correct for x in second] == [False, True, True]
+    assert len(started) == 1 and started[0].cfg.memory_mb == 700 and started[0].cfg.timeout == 5
+    assert all(w.proc is not None and w.proc.returncode is not None for w in started[0].workers)  # closed

@@ -45,3 +45,15 @@ def test_grader_records() -> None:
     assert [x.correct for x in grades] == [True, False, False, True, True]
     assert [x.method for x in grades] == ["exact", "no_answer", "no_gold", "numeric", "numeric"]
     assert grades[0].pred == "1,000" and grades[0].gold == "1000"
+
+
+def test_a_worker_that_died_while_idle_is_replaced() -> None:
+    # Sending to a dead idle worker raised BrokenPipeError out of check() (a silent exit 1 at the CLI).
+    with GradePool(workers=1, timeout=10) as p:
+        assert p.check([("x+1", "1+x")]) == [(True, "math_verify", None)]
+        for w in p._workers:
+            w.proc.kill()
+            w.proc.wait(5)
+        assert p.check([("x^2", "x\\cdot x"), ("2x", "x+x+1")]) == [(True, "math_verify", None),
+                                                                  (False, "math_verify", None)]
+        assert p.killed == 1

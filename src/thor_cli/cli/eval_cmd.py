@@ -106,7 +106,7 @@ def main(
     from thor_cli.records.jsonl import OutputSink, iter_records, write_json_atomic
     from thor_cli.records.shard import parse_shard, shard_from_env
 
-    gcfg = GradeConfig(timeout=grade_timeout, code_timeout=timeout)
+    gcfg = GradeConfig(timeout=grade_timeout, code_timeout=timeout, code_memory_mb=memory)
     if grade_only:
         sink = OutputSink(output)
         result = regrade((r.data for i, r in enumerate(iter_records(inputs or ["-"]))

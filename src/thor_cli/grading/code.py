@@ -62,8 +62,13 @@ def _failure_detail(res: Any, program: str) -> str:
     return str(err)
 
 
-async def grade_code(records: list[dict[str, Any]], *, timeout: float = 10.0, pool: Any = None) -> list[Grade]:
-    """Run each record's candidate against its tests in the sandbox; one Grade per record."""
+async def grade_code(records: list[dict[str, Any]], *, timeout: float = 10.0, pool: Any = None,
+                     memory_mb: int = 1024) -> list[Grade]:
+    """Run each record's candidate against its tests in the sandbox; one Grade per record.
+
+    ``pool``: a started SandboxPool (or anything with its ``session()``) to run in; without one, a
+    pool (``memory_mb`` per session) is started and closed for this call alone: pass one, or use
+    ``Grader``, when grading batch after batch."""
     try:
         from thor_cli.sandbox import SandboxConfig, SandboxPool
     except ImportError as e:
@@ -91,5 +96,5 @@ async def grade_code(records: list[dict[str, Any]], *, timeout: float = 10.0, po
 
     if pool is not None:
         return list(await asyncio.gather(*(one(pool, r) for r in records)))
-    async with SandboxPool(SandboxConfig(timeout=timeout)) as p:
+    async with SandboxPool(SandboxConfig(timeout=timeout, memory_mb=memory_mb)) as p:
         return list(await asyncio.gather(*(one(p, r) for r in records)))

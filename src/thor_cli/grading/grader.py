@@ -2,15 +2,19 @@
 
 ``Grader`` is what ``thor grade``, ``thor eval`` and RL rewards call. Math answers are decided
 by ``GradePool`` (fast paths in-process, math-verify in time-bounded workers); code problems
-(``task == "code"``) by running their tests in the sandbox (``grading.code``).
+(``task == "code"``) by running their tests in the sandbox (``grading.code``). ``Grader.grade``
+runs code tests in one sandbox pool of its own, started on the first code record that needs it
+and kept (with a private event loop) until the Grader is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+from thor_cli.errors import SandboxError
 from thor_cli.grading.code import grade_code
 from thor_cli.grading.extract import prediction
 from thor_cli.grading.pool import GradePool
@@ -24,6 +28,7 @@ class GradeConfig:
     workers: int | None = None  # grader processes (default: number of CPUs)
     gold_field: str = "answer"
     code_timeout: float = 10.0  # seconds per code test run in the sandbox
+    code_memory_mb: int = 1024  # memory of a sandbox session running code tests
 
 
 def gold_of(record: dict[str, Any], field: str = "answer") -> str | None:
@@ -39,14 +44,55 @@ def is_code(record: dict[str, Any]) -> bool:
     return record.get("task") == "code"
 
 
+class _LazySandbox:
+    """A SandboxPool started on the first ``session()`` (records without code or tests need none)."""
+
+    def __init__(self, config: GradeConfig) -> None:
+        self.config = config
+        self.pool: Any = None
+        self._lock: asyncio.Lock | None = None
+
+    async def session(self) -> Any:
+        if self.pool is None:
+            self._lock = self._lock or asyncio.Lock()
+            async with self._lock:  # many code records ask at once; one pool starts
+                if self.pool is None:
+                    try:
+                        from thor_cli.sandbox import SandboxConfig, SandboxPool
+                    except ImportError as e:
+                        raise SandboxError(f"code grading needs the sandbox ({e})",
+                                           "install thor with its sandbox") from None
+                    cfg = SandboxConfig(timeout=self.config.code_timeout, memory_mb=self.config.code_memory_mb)
+                    self.pool = await SandboxPool(cfg).start()
+        return await self.pool.session()
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            await pool.close()
+
+
 class Grader:
-    """Grades batches of records; reuse one for a whole run (it owns the worker processes)."""
+    """Grades batches of records; reuse one for a whole run (it owns the worker processes and,
+    once a code record is graded, a sandbox pool) and close it (``with``) at the end."""
 
     def __init__(self, config: GradeConfig | None = None) -> None:
         self.config = config or GradeConfig()
         self.pool = GradePool(workers=self.config.workers, timeout=self.config.timeout)
+        # grade() runs code tests on this loop: a sandbox pool lives on the loop that started it
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sandbox = _LazySandbox(self.config)
+        self._loop_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._loop_lock:
+            loop, self._loop = self._loop, None
+            if loop is not None:
+                try:
+                    loop.run_until_complete(self._sandbox.close())
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                finally:
+                    loop.close()
         self.pool.close()
 
     def __enter__(self) -> Grader:
@@ -74,7 +120,10 @@ class Grader:
         return [g for g in out if g is not None]
 
     async def agrade(self, records: list[dict[str, Any]], *, sandbox: Any = None) -> list[Grade]:
-        """Grade from inside an event loop: math in a thread (the pool blocks), code in the sandbox."""
+        """Grade from inside an event loop: math in a thread (the pool blocks), code in the sandbox.
+
+        ``sandbox``: a started SandboxPool on this loop for the code tests; without one, each call
+        starts (and closes) its own, so pass one when calling again and again."""
         code_idx = [i for i, r in enumerate(records) if is_code(r)]
         math_idx = [i for i, r in enumerate(records) if not is_code(r)]
         out: list[Grade | None] = [None] * len(records)
@@ -84,7 +133,7 @@ class Grader:
                 out[i] = g
         if code_idx:
             grades = await grade_code([records[i] for i in code_idx], timeout=self.config.code_timeout,
-                                      pool=sandbox)
+                                      pool=sandbox, memory_mb=self.config.code_memory_mb)
             for i, g in zip(code_idx, grades, strict=True):
                 out[i] = g
         return [g for g in out if g is not None]
@@ -93,7 +142,10 @@ class Grader:
         """Grade a batch outside an event loop."""
         if not any(is_code(r) for r in records):
             return self.grade_math(records)
-        return asyncio.run(self.agrade(records))
+        with self._loop_lock:  # one batch at a time on the private loop
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            return self._loop.run_until_complete(self.agrade(records, sandbox=self._sandbox))
 
 
 def grade_answer(pred: str | None, gold: str, *, timeout: float = 5.0) -> Grade:

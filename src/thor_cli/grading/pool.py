@@ -134,12 +134,19 @@ class GradePool:
         remaining = len(todo)
         while remaining:
             now = time.monotonic()
-            for w in self._workers:
+            for w in list(self._workers):
                 if w.ready and not w.items and queue:
                     chunk = queue.popleft()
+                    try:
+                        w.send_conn.send(chunk)
+                    except OSError as e:  # it died while idle: nothing of it is lost but itself
+                        log.debug("grading: worker %d lost while idle (%s); replaced", w.proc.pid, e)
+                        queue.appendleft(chunk)
+                        self.killed += 1
+                        self._replace(w)
+                        continue
                     w.items.extend(chunk)
                     w.since = now
-                    w.send_conn.send(chunk)
             conns = {w.conn: w for w in self._workers}
             deadlines = [w.since + self.timeout for w in self._workers if w.items]
             deadlines += [w.started + self.start_timeout for w in self._workers if not w.ready]

@@ -26,12 +26,13 @@ import orjson
 
 from thor_cli.errors import SandboxError
 from thor_cli.log import log
-from thor_cli.records.schema import EXEC_STATUSES, ExecResult
+from thor_cli.records.schema import EXEC_STATUSES, ExecResult, ExecStatus
 from thor_cli.sandbox.config import SandboxConfig
 from thor_cli.sandbox.jail import UID_BASE, UIDS_PER_WORKER, Machine, probe, worker_command
 
 _HEAD = struct.Struct(">I")
 _sids = itertools.count(1)
+_SEND_TIMEOUT = 30.0  # a zygote that takes no control message for this long is stuck, not busy
 
 
 def _frame(obj: dict[str, Any]) -> bytes:
@@ -64,6 +65,8 @@ class _Worker:
         self.free_uids: collections.deque[int] = collections.deque(range(1, UIDS_PER_WORKER))
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.tasks: list[asyncio.Task[None]] = []
+        self._writable_fut: asyncio.Future[None] | None = None  # shared by senders waiting for room
+        self._pending: set[asyncio.Task[None]] = set()  # kill messages waiting for room
 
     async def start(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -128,21 +131,70 @@ class _Worker:
             sess._on_exit(None, None, worker_died=True)
         self.sessions.clear()
 
-    def _send(self, msg: dict[str, Any], fds: list[int] | None = None) -> None:
-        assert self.ctrl is not None
+    def _gone(self, e: OSError | None = None) -> SandboxError:
+        if e is not None and self.alive:
+            self._died()  # a send that fails with EPIPE/ECONNRESET is the first sign of a dead zygote
+        why = f" ({e.strerror or e})" if e is not None else ""
+        return SandboxError(f"sandbox worker {self.index} has ended{why}",
+                            "retry: a new worker starts on demand; if workers keep ending, run with "
+                            "--log-level debug to see their stderr")
+
+    def _send_now(self, data: bytes, fds: list[int] | None) -> None:
+        """One non-blocking send; BlockingIOError when the zygote is behind, SandboxError when it is gone."""
+        if self.ctrl is None or not self.alive:
+            raise self._gone()
+        try:
+            socket.send_fds(self.ctrl, [data], fds or [])
+        except BlockingIOError:
+            raise
+        except OSError as e:
+            raise self._gone(e) from None
+
+    def _writable(self) -> asyncio.Future[None]:
+        """Resolves when the control socket has room again (one writer callback for all waiters)."""
+        if self._writable_fut is None or self._writable_fut.done():
+            assert self.ctrl is not None
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[None] = loop.create_future()
+            fd = self.ctrl.fileno()
+
+            def ready() -> None:
+                loop.remove_writer(fd)
+                if not fut.done():
+                    fut.set_result(None)
+
+            loop.add_writer(fd, ready)
+            self._writable_fut = fut
+        return self._writable_fut
+
+    async def _send(self, msg: dict[str, Any], fds: list[int] | None = None) -> None:
+        """Send one control message; while the zygote is behind on a burst of forks, wait for room
+        without blocking the event loop (other sessions' cells go on meanwhile)."""
         data = orjson.dumps(msg)
-        for _ in range(1000):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SEND_TIMEOUT
+        while True:
             try:
-                socket.send_fds(self.ctrl, [data], fds or [])
+                self._send_now(data, fds)
                 return
             except BlockingIOError:
-                time.sleep(0.001)  # the zygote is behind on a burst of forks; it catches up in ms
-        raise SandboxError("the sandbox worker does not answer", "restart thor")
+                if loop.time() > deadline:
+                    raise SandboxError(f"sandbox worker {self.index} took no request for {_SEND_TIMEOUT:g} s "
+                                       "(its zygote is stuck)", "restart thor; if it recurs, run with "
+                                       "--log-level debug and report its output") from None
+            try:  # the short timeout also covers a poll that never reports room
+                await asyncio.wait_for(asyncio.shield(self._writable()), 0.05)
+            except TimeoutError:
+                pass
 
-    def fork(self, sess: Session) -> socket.socket:
+    async def fork(self, sess: Session) -> socket.socket:
+        """Ask the zygote for a new session process; the returned socket is the session's channel."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._send({"op": "fork", "sid": sess.sid, "uid": sess.uid}, [theirs.fileno()])
+            await self._send({"op": "fork", "sid": sess.sid, "uid": sess.uid}, [theirs.fileno()])
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         ours.setblocking(False)
@@ -150,11 +202,23 @@ class _Worker:
         return ours
 
     def kill(self, sid: int) -> None:
-        if self.alive:
-            try:
-                self._send({"op": "kill", "sid": sid})
-            except (OSError, SandboxError):
-                pass
+        if not self.alive:
+            return
+        data = orjson.dumps({"op": "kill", "sid": sid})
+        try:
+            self._send_now(data, None)
+        except BlockingIOError:  # the zygote is behind: send it when there is room, never block here
+            task = asyncio.get_running_loop().create_task(self._send_quietly({"op": "kill", "sid": sid}))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        except SandboxError:
+            pass  # a dead worker took its sessions with it
+
+    async def _send_quietly(self, msg: dict[str, Any]) -> None:
+        try:
+            await self._send(msg)
+        except SandboxError as e:
+            log.debug("sandbox worker %d: %s", self.index, e)
 
     async def stop(self) -> None:
         self.alive = False
@@ -164,11 +228,15 @@ class _Worker:
             except ProcessLookupError:
                 pass
             await self.proc.wait()
+        if self._writable_fut is not None and not self._writable_fut.done() and self.ctrl is not None:
+            asyncio.get_running_loop().remove_writer(self.ctrl.fileno())
+            self._writable_fut.set_result(None)  # waiting senders wake and find the worker gone
         if self.ctrl is not None:
             self.ctrl.close()
-        for t in self.tasks:
+        tasks = [*self.tasks, *self._pending]
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Session:
@@ -176,6 +244,7 @@ class Session:
     (concurrent ``run`` calls on one session queue up in order)."""
 
     def __init__(self, pool: SandboxPool, worker: _Worker, uid_index: int) -> None:
+        """Made by :meth:`SandboxPool.session` (which also forks its process); not by hand."""
         self.pool, self.worker, self.uid_index = pool, worker, uid_index
         self.sid = next(_sids)
         self.uid = uid_index if pool.machine.jailed else UID_BASE + worker.index * UIDS_PER_WORKER + uid_index
@@ -183,9 +252,8 @@ class Session:
         self._ended: str | None = None  # why the session can run no more cells
         self._exit: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._hello = False
-        sock = worker.fork(self)
         self._reader = asyncio.StreamReader(limit=2**16)
-        self._sock = sock
+        self._sock: socket.socket | None = None  # set by the pool once the zygote has forked it
         self._writer: asyncio.StreamWriter | None = None
 
     @property
@@ -199,6 +267,7 @@ class Session:
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
+        assert self._sock is not None
         transport, protocol = await loop.connect_accepted_socket(
             lambda: asyncio.StreamReaderProtocol(self._reader), sock=self._sock)
         self._writer = asyncio.StreamWriter(transport, protocol, self._reader, loop)
@@ -243,7 +312,14 @@ class Session:
                 await self._connect()
             assert self._writer is not None
             if not self._hello:
-                hello = await asyncio.wait_for(self._read_frame(1 << 16), cfg.start_timeout)
+                try:
+                    hello = await asyncio.wait_for(self._read_frame(1 << 16), cfg.start_timeout)
+                except TimeoutError:  # not the cell's timeout: the cell has not been sent yet
+                    why = f"no answer within start_timeout={cfg.start_timeout:g} s"
+                    self._kill(f"the session did not start: {why}")
+                    return ExecResult("sandbox_error", error=f"SandboxError: the session did not start: {why}; "
+                                      "the machine may be overloaded: use fewer sessions at once or raise "
+                                      "start_timeout")
                 if hello is None or not hello.get("hello"):
                     why = (hello or {}).get("setup_error") or await self._why_ended()
                     self._kill(f"the session did not start: {why}")
@@ -271,7 +347,7 @@ class Session:
         if rep is None:
             why = await self._why_ended()
             self._kill(f"its interpreter {why}")
-            status = "sandbox_error" if why == "its sandbox worker ended" else "killed"
+            status: ExecStatus = "sandbox_error" if why == "its sandbox worker ended" else "killed"
             return ExecResult(status, error=f"SessionEnded: the interpreter {why}", duration_ms=ms)
         try:
             res = ExecResult(status=rep["status"], stdout=str(rep["stdout"]), stderr=str(rep["stderr"]),
@@ -294,7 +370,7 @@ class Session:
             self.worker.kill(self.sid)
         if self._writer is not None:
             self._writer.close()
-        else:
+        elif self._sock is not None:
             self._sock.close()
 
     async def __aenter__(self) -> Session:
@@ -345,11 +421,21 @@ class SandboxPool:
         """A fresh session: a fork of a warm interpreter (never a start, never an import)."""
         if not self.workers:
             await self.start()
-        alive = [w for w in self.workers if w.alive and w.free_uids]
-        if not alive:
-            alive = [await self._replace_dead()]
-        worker = min(alive, key=lambda w: len(w.sessions))
-        return Session(self, worker, worker.free_uids.popleft())
+        for last in (False, True):
+            alive = [w for w in self.workers if w.alive and w.free_uids]
+            if not alive:
+                alive = [await self._replace_dead()]
+            worker = min(alive, key=lambda w: len(w.sessions))
+            sess = Session(self, worker, worker.free_uids.popleft())
+            try:
+                sess._sock = await worker.fork(sess)
+                return sess
+            except BaseException as e:
+                worker.free_uids.appendleft(sess.uid_index)  # the slot was never used
+                if last or worker.alive or not isinstance(e, SandboxError):
+                    raise
+            # the worker had died unnoticed (the fork found it gone): once more, on a fresh one
+        raise AssertionError("unreachable")
 
     async def _replace_dead(self) -> _Worker:
         if self._start_lock is None:

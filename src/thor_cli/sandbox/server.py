@@ -39,7 +39,11 @@ def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
 
     async def create(_: web.Request) -> web.Response:
         sid = f"s{next(ids)}"
-        sessions[sid] = (await pool.session(), time.monotonic())
+        try:
+            sessions[sid] = (await pool.session(), time.monotonic())
+        except SandboxError as e:  # the client raises it as a SandboxError with this text
+            log.warning("thor exec serve: %s", e)
+            return js({"error": str(e)}, 503)
         return js({"session": sid})
 
     async def run(req: web.Request) -> web.Response:
@@ -147,6 +151,7 @@ class RemoteSandbox:
     async def start(self) -> RemoteSandbox:
         import aiohttp
 
+        conn: aiohttp.BaseConnector
         if self.url.startswith("unix:"):
             conn = aiohttp.UnixConnector(path=self.url[5:])
             self._base = "http://sandbox"

@@ -78,3 +78,45 @@ def test_dropped_ids_are_retokenized(tok: Any) -> None:
     out, backend, _ = _continue(tok, rec, ["\\boxed{1}"], cut_turn=3, one_round=False)
     assert backend.calls[0][0][:len(out["prompt_ids"])] == out["prompt_ids"]
     assert len(out["completion_mask"]) == len(out["completion_ids"])
+
+
+def _record_with_retry(tok: Any) -> dict[str, Any]:
+    """turns: text0, text1, code2, output3, text4; one self-correction at turn 1 (after text0)."""
+    script = [cell("fail", "First words here.\n"), cell("print(1)", "Second words here.\n"), "\\boxed{1}"]
+    f, _, _ = run_one(tok, script, RolloutConfig(backoff_tokens=0))
+    traj = Trajectory.from_dict(f["trajectory"])
+    assert [t.kind for t in traj.turns] == ["text", "text", "code", "output", "text"]
+    assert [r.at_turn for r in traj.retries] == [1] and (traj.n_corrections, traj.n_tool_calls) == (1, 2)
+    return {"id": "p1", "question": "What is 1+1?", **f}
+
+
+@pytest.mark.parametrize(("backoff", "kept_retry"), [(0, True), (2, True), ("text1", True),
+                                                     ("text1+1", False), (100, False)])
+def test_retries_and_counts_follow_the_backed_off_prefix(tok: Any, backoff: Any, kept_retry: bool) -> None:
+    rec = _record_with_retry(tok)
+    turns = Trajectory.from_dict(rec["trajectory"]).turns
+    n = {"text1": len(turns[1].ids), "text1+1": len(turns[1].ids) + 1}.get(backoff, backoff)
+    out, _, _ = _continue(tok, rec, ["\\boxed{1}"], cut_turn=2, backoff_tokens=n, one_round=False)
+    new = Trajectory.from_dict(out["trajectory"])
+    prefix_turns = out["continued_from"]["prefix_turns"]
+    assert all(r.at_turn <= prefix_turns for r in new.retries)
+    assert len(new.retries) == new.n_corrections == int(kept_retry)
+    assert new.n_tool_calls == new.n_corrections  # no output turn in the prefix, none run after it
+    if backoff == 100:
+        assert prefix_turns == 0 and new.retries == []
+
+
+def test_continue_on_a_code_problem_conditions_on_the_question(tok: Any) -> None:
+    rec = _record(tok)
+    rec = {k: v for k, v in rec.items() if k != "prompt_ids"}  # written with --drop-ids
+    rec.update(task="code", question="QUESTIONTEXT add two numbers", prompt="def STUBTEXT(x, y):\n",
+               entry_point="STUBTEXT")
+    out, backend, _ = _continue(tok, rec, ["\\boxed{1}"], cut_turn=3, one_round=False)
+    prompt = tok.decode(backend.calls[0][0][:len(out["prompt_ids"])])
+    assert "QUESTIONTEXT" in prompt and "STUBTEXT" not in prompt
+
+
+def test_a_math_problem_prompt_is_the_user_message(tok: Any) -> None:
+    eng = RolloutEngine(ScriptedBackend(tokenizer=tok, script=["x"]), RolloutConfig(tools=()), tools={})
+    prompt = tok.decode(eng.prompt_ids({"question": "QUESTIONTEXT", "prompt": "USERMESSAGE"}))
+    assert "USERMESSAGE" in prompt and "QUESTIONTEXT" not in prompt

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from thor_cli.errors import UsageError
@@ -68,3 +70,24 @@ def test_prompts_and_registry() -> None:
     assert "</answer>" in TAPO.stops(False) and "</code>" in TAPO.stops(True)
     with pytest.raises(UsageError):
         get_protocol("nope")
+
+
+@pytest.mark.parametrize(("proto", "text"), [
+    (TAPO, "<think>x</think><answer>so the result is \\boxed{12}</answer>"),
+    (TAPO, "<answer> Paris </answer>"),
+    (TAPO, "no tags but \\boxed{3}"),
+    (THOR, "so \\boxed 5."),
+    (THOR, "a \\boxed{1} b \\boxed{\\dfrac{3}{4}}"),
+    (THOR, "\\boxed{a} then \\boxed{unclosed"),
+    (THOR, "<answer>\\boxed{7}</answer>"),
+])
+def test_final_answer_agrees_with_the_grader(proto: Any, text: str) -> None:
+    from thor_cli.grading.extract import extract_answer
+
+    assert proto.final_answer(text) == extract_answer(text)
+    assert proto.final_answer(text) is not None
+
+
+def test_final_answer_without_an_answer_is_none() -> None:
+    # no fallbacks ("the answer is X"): the engine's stop reason "answer" means a boxed/tagged answer
+    assert THOR.final_answer("the answer is 4.") is None and TAPO.final_answer("none") is None

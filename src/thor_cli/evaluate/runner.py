@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
 from thor_cli.evaluate.metrics import slim, summarize
 from thor_cli.grading import GradeConfig, Grader, is_code
 from thor_cli.log import log, progress
-from thor_cli.records.access import benchmark_of
+from thor_cli.records.access import COMPLETION_FIELDS, benchmark_of, drop_ids
 from thor_cli.records.jsonl import OutputSink, iter_records
 from thor_cli.records.keys import KEYS_FIELD, content_key
 from thor_cli.records.shard import Shard
@@ -54,30 +55,13 @@ def load_problems(benchmarks: list[str], inputs: list[str] | None, limit: int | 
         yield prob
 
 
-def _engine_view(problem: dict[str, Any]) -> dict[str, Any]:
-    """What the engine sees: a code benchmark's ``prompt`` is the function stub for grading, not
-    the user message, so the engine builds its prompt from ``question`` instead."""
-    if is_code(problem) and "question" in problem and "prompt" in problem:
-        return {k: v for k, v in problem.items() if k != "prompt"}
-    return problem
-
-
-def _drop_ids(rec: dict[str, Any]) -> None:
-    for k in ("prompt_ids", "completion_ids", "completion_mask", "completion_logprobs"):
-        rec.pop(k, None)
-    for t in (rec.get("trajectory") or {}).get("turns", []):
-        t.pop("ids", None)
-        t.pop("logprobs", None)
-    for r in (rec.get("trajectory") or {}).get("retries", []):
-        r.pop("dropped_ids", None)
-
-
 class _CodeSandbox:
     """The sandbox pool for code tests: the one given (shared with the python tool), else one of its
     own started on first use."""
 
-    def __init__(self, timeout: float, pool: Any = None) -> None:
+    def __init__(self, timeout: float, pool: Any = None, memory_mb: int = 1024) -> None:
         self.timeout = timeout
+        self.memory_mb = memory_mb
         self.pool: Any = pool
         self._own = pool is None
 
@@ -85,7 +69,7 @@ class _CodeSandbox:
         if self.pool is None:
             from thor_cli.sandbox import SandboxConfig, SandboxPool
 
-            self.pool = await SandboxPool(SandboxConfig(timeout=self.timeout)).start()
+            self.pool = await SandboxPool(SandboxConfig(timeout=self.timeout, memory_mb=self.memory_mb)).start()
         return self.pool
 
     async def close(self) -> None:
@@ -117,36 +101,35 @@ async def run_eval(problems: Iterable[dict[str, Any]], engine: Any, sink: Output
                     continue
                 yield prob, key, s
 
-    code_box = _CodeSandbox(opts.grade.code_timeout, sandbox)
+    code_box = _CodeSandbox(opts.grade.code_timeout, sandbox, opts.grade.code_memory_mb)
     t_start: dict[tuple[str, int], float] = {}
-
-    originals: dict[str, dict[str, Any]] = {}  # key -> the problem as given (the engine gets a view)
 
     def timed() -> Iterator[tuple[dict[str, Any], str, int]]:
         for prob, key, s in items():
             t_start[(key, s)] = time.monotonic()  # pulled lazily: when a slot frees up
-            originals[key] = prob
-            yield _engine_view(prob), key, s
+            yield prob, key, s
 
     with Grader(opts.grade) as grader, progress("eval") as bar:
         try:
-            async for (view, key, s), fields in engine.run(timed(), concurrency=opts.concurrency):
-                prob = originals.pop(key, view)
-                rec = {k: v for k, v in prob.items() if k != KEYS_FIELD}
-                rec.update(fields)
-                rec["sample"] = s
-                wall = time.monotonic() - t_start.pop((key, s), started)
-                rec["eval"] = {"model": opts.model, "wall_s": round(wall, 3),
-                               "tokens": len(fields.get("completion_ids") or [])}
-                if not opts.keep_ids:
-                    _drop_ids(rec)
-                sandbox = await code_box.get() if is_code(rec) else None
-                rec["grade"] = (await grader.agrade([rec], sandbox=sandbox))[0].to_dict()
-                rec[KEYS_FIELD] = {**(prob.get(KEYS_FIELD) or {}), STAGE: key}
-                emit(rec)
-                seen.append(slim(rec))
-                finished_at[benchmark_of(rec)] = time.monotonic() - started
-                bar.advance()
+            # aclosing: if grading or writing fails, the trajectories still running are cancelled
+            # and awaited here, not whenever the generator happens to be collected
+            async with aclosing(engine.run(timed(), concurrency=opts.concurrency)) as results:
+                async for (prob, key, s), fields in results:
+                    # the ids of an input's earlier trajectory do not belong to this one
+                    rec = {k: v for k, v in prob.items() if k != KEYS_FIELD and k not in COMPLETION_FIELDS}
+                    tokens = len(fields.get("completion_ids") or [])
+                    # only what the engine added: a prompt_ids the problem came with stays
+                    rec.update(fields if opts.keep_ids else drop_ids(fields))
+                    rec["sample"] = s
+                    wall = time.monotonic() - t_start.pop((key, s), started)
+                    rec["eval"] = {"model": opts.model, "wall_s": round(wall, 3), "tokens": tokens}
+                    sandbox = await code_box.get() if is_code(rec) else None
+                    rec["grade"] = (await grader.agrade([rec], sandbox=sandbox))[0].to_dict()
+                    rec[KEYS_FIELD] = {**(prob.get(KEYS_FIELD) or {}), STAGE: key}
+                    emit(rec)
+                    seen.append(slim(rec))
+                    finished_at[benchmark_of(rec)] = time.monotonic() - started
+                    bar.advance()
         finally:
             await code_box.close()
     if skipped:

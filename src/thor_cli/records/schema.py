@@ -138,7 +138,9 @@ class Retry:
 
     at_turn: int  # index in turns where the dropped text started
     dropped_text: str
-    dropped_ids: list[int]
+    # empty when the record was written without token ids (--drop-ids); keyword-only so that it
+    # can have a default here
+    dropped_ids: list[int] = field(default_factory=list, kw_only=True)
     reason: str  # the failed cell's exec status, or "no_output"
     exec: dict[str, Any] | None = None
 

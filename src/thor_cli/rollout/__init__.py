@@ -23,7 +23,8 @@ Usage::
     (+ "continued_from": {"cut_turn", "backoff_tokens", "prefix_turns", "prefix_tokens"} from continue_from)
 
 The prompt: ``problem["prompt_ids"]`` if given, else ``problem["messages"]``, else the user message
-``problem["prompt"]`` or the protocol's template around ``problem["question"]``; rendered with
+``problem["prompt"]`` (not for a code problem, ``task == "code"``, whose ``prompt`` is the function
+stub its tests complete) or the protocol's template around ``problem["question"]``; rendered with
 the model's chat template (system prompt from the config). It is rendered once: the context is
 always ``prompt_ids + ids of every turn``, so a thinking model's earlier ``<think>`` blocks stay.
 

@@ -8,11 +8,13 @@ invariants; state.py holds one trajectory's bookkeeping.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from thor_cli.backends.base import Backend, Completion, SamplingParams
 from thor_cli.errors import SandboxError, ThorError, UsageError
+from thor_cli.grading import is_code
 from thor_cli.log import log
 from thor_cli.records.schema import ExecResult, Trajectory
 from thor_cli.rollout.config import RolloutConfig, seed_for
@@ -57,8 +59,10 @@ class RolloutEngine:
     def prompt_ids(self, problem: dict[str, Any]) -> list[int]:
         """The prompt ids the engine would condition on for ``problem``."""
         user = problem.get("prompt")
-        if not isinstance(user, str):
-            q = problem.get("question")
+        q = problem.get("question")
+        # A code benchmark's ``prompt`` is the function stub its tests complete (HumanEval), not a
+        # user message: a code problem with a question is prompted from the question.
+        if not isinstance(user, str) or (is_code(problem) and q is not None):
             user = self.protocol.user_message(str(q), self.with_tools) if q is not None else None
         return self.tok.prompt_ids(problem, user, self.cfg.system_prompt)
 
@@ -69,29 +73,65 @@ class RolloutEngine:
 
     async def run(self, items: Iterable[Item], concurrency: int = 64) -> AsyncIterator[tuple[Item, dict[str, Any]]]:
         """Roll out every (problem, key, sample) with at most ``concurrency`` at once; yields
-        (item, fields) as each finishes (not in input order). Items are pulled lazily."""
+        (item, fields) as each finishes (not in input order). Items are pulled lazily.
+
+        A finished trajectory's slot is refilled at once, also while the consumer is busy with an
+        earlier result (grading it, say); at most ``concurrency`` finished results wait for the
+        consumer (then no new item starts until it takes one). Close the generator when leaving
+        early (``contextlib.aclosing``): the trajectories still running are cancelled and awaited.
+        An error from ``items`` is raised after the results already finished are yielded."""
         it = iter(items)
-        pending: dict[asyncio.Task[dict[str, Any]], Item] = {}
+        limit = max(concurrency, 1)
+        running: dict[asyncio.Task[dict[str, Any]], Item] = {}
+        ready: deque[tuple[Item, asyncio.Task[dict[str, Any]]]] = deque()
+        wake = asyncio.Event()
+        state: dict[str, Any] = {"exhausted": False, "error": None, "closing": False}
 
         def refill() -> None:
-            while len(pending) < max(concurrency, 1):
+            while not state["exhausted"] and len(running) < limit and len(running) + len(ready) < 2 * limit:
                 try:
                     item = next(it)
                 except StopIteration:
-                    return
-                pending[asyncio.ensure_future(self.rollout(*item))] = item
+                    state["exhausted"] = True
+                except Exception as e:  # noqa: BLE001 -- raised to the consumer by the generator below
+                    state["exhausted"], state["error"] = True, e
+                    wake.set()
+                else:
+                    task = asyncio.ensure_future(self.rollout(*item))
+                    running[task] = item
+                    task.add_done_callback(finished)
+
+        def finished(task: asyncio.Task[dict[str, Any]]) -> None:
+            item = running.pop(task)
+            if state["closing"]:
+                return
+            ready.append((item, task))
+            wake.set()
+            refill()  # in the event loop, right away: not when the consumer comes back
 
         refill()
         try:
-            while pending:
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    item = pending.pop(task)
+            while True:
+                while ready:
+                    item, task = ready.popleft()
+                    refill()
                     yield item, task.result()
-                refill()
+                if state["error"] is not None:
+                    raise state["error"]
+                if not running:
+                    return
+                wake.clear()
+                await wake.wait()
         finally:
-            for task in pending:
+            state["closing"] = True
+            tasks = list(running)
+            for task in tasks:
                 task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for _, task in ready:  # finished but never taken: retrieve so asyncio does not warn
+                if not task.cancelled():
+                    task.exception()
 
     async def continue_from(self, record: dict[str, Any], *, cut_turn: int, backoff_tokens: int = 0,
                             one_round: bool = True, sample: int = 0, key: str | None = None,
@@ -110,8 +150,7 @@ class RolloutEngine:
         prompt = record.get("prompt_ids")
         prompt_ids = [int(i) for i in prompt] if isinstance(prompt, list) and prompt else self.prompt_ids(record)
         st = TrajState(self.tok, prompt_ids, self.cfg.protocol)
-        st.load_prefix(traj, cut_turn, self.tools)
-        st.back_off(backoff_tokens)
+        st.load_prefix(traj, cut_turn, self.tools, backoff_tokens)
         st.prefix_turns = len(st.turns)
         st.prefix_tokens = st.n_completion
         rkey = key if key is not None else f"{record.get('id', '')}@{cut_turn}"

@@ -8,7 +8,8 @@
   ``<answer>…</answer>`` ends the trajectory (``</answer>`` is a stop string).
 
 A protocol holds its prompt (with and without tools), its stop strings, call extraction and
-result formatting. Registry: ``PROTOCOLS``.
+result formatting. Registry: ``PROTOCOLS``. Final answers (both protocols) are extracted by the
+grader's ``grading.extract.extract_answer``, so the engine and the grader never disagree.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from thor_cli.errors import UsageError
+from thor_cli.grading.extract import extract_answer, extract_boxed
 from thor_cli.records.schema import ExecResult
 
 COT_PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
@@ -31,7 +33,9 @@ class ToolCall:
 
 
 def last_boxed(text: str) -> str | None:
-    r"""The content of the last ``\boxed{...}`` (or ``\fbox{...}``), braces balanced.
+    r"""The content of the last complete ``\boxed{...}`` (or ``\fbox{...}``, ``\boxed 5``).
+
+    The grader's extractor (``grading.extract.extract_boxed``), kept under this name for callers.
 
     >>> last_boxed(r"so \boxed{\frac{1}{2}} and \boxed{3}")
     '3'
@@ -40,22 +44,7 @@ def last_boxed(text: str) -> str | None:
     >>> last_boxed("none") is None
     True
     """
-    idx = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if idx < 0:
-        return None
-    i = idx + (len("\\boxed") if text.startswith("\\boxed", idx) else len("\\fbox"))
-    if i >= len(text) or text[i] != "{":
-        rest = text[i:].strip()  # "\\boxed 5": the answer runs to the next space or $
-        return re.split(r"[\s$]", rest)[0] or None if rest else None
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1:j]
-    return None
+    return extract_boxed(text)
 
 
 def truncate_middle(text: str, max_chars: int) -> str:
@@ -134,12 +123,11 @@ class ToolProtocol:
         return None
 
     def final_answer(self, text: str) -> str | None:
-        if self.name == "tapo":
-            m = list(re.finditer(r"<answer>(.*?)</answer>", text, re.S))
-            if m:
-                return m[-1].group(1).strip()
-            return None
-        return last_boxed(text)
+        """The answer in the model's text, exactly as the grader extracts it (so votes over
+        ``final_answer`` and over graded predictions agree): the last ``<answer>…</answer>`` (a
+        ``\\boxed{}`` inside it wins), else the last ``\\boxed{}``. None when there is neither: the
+        grader's looser fallbacks ("the answer is X") do not end a trajectory."""
+        return extract_answer(text, fallbacks=False)
 
 
 THOR = ToolProtocol(

@@ -11,6 +11,7 @@ from typing import Any
 
 from thor_cli.errors import SandboxError, UsageError
 from thor_cli.log import log
+from thor_cli.records.access import drop_ids
 from thor_cli.records.schema import ExecResult, Retry, Trajectory, Turn
 from thor_cli.rollout.protocols import ToolProtocol, get_protocol
 from thor_cli.rollout.tokens import Tok
@@ -126,19 +127,23 @@ class TrajState:
 
     # ---- prefixes and output ------------------------------------------------------------------
 
-    def load_prefix(self, traj: Trajectory, cut_turn: int, tools: dict[str, Tool]) -> None:
-        """Start from ``traj.turns[:cut_turn]``; kept cells are replayed before the next call."""
+    def load_prefix(self, traj: Trajectory, cut_turn: int, tools: dict[str, Tool], backoff_tokens: int = 0) -> None:
+        """Start from ``traj.turns[:cut_turn]`` minus the last ``backoff_tokens`` sampled ids (see
+        ``back_off``); kept cells are replayed before the next call. Retries and the call counts
+        are those of the prefix that is left."""
         turns = traj.turns[:cut_turn]
         if turns and turns[-1].kind == "code":
             raise UsageError(f"cut_turn {cut_turn} would end inside a tool call (after a code turn)",
                              "cut before the code turn or after its output")
         retokenized = 0
+        ends = [0]  # ends[i]: completion length after turns[:i]
         for i, t in enumerate(turns):
             ids = list(t.ids)
             if not ids and t.text:
                 ids, retokenized = self.tok.encode(t.text), retokenized + 1
             self.turns.append(Turn(kind=t.kind, text=t.text, ids=ids, logprobs=t.logprobs, exec=t.exec, tool=t.tool))
             self.ctx.extend(ids)
+            ends.append(ends[-1] + len(ids))
             nxt = turns[i + 1] if i + 1 < len(turns) else None
             if t.kind == "code" and nxt is not None and nxt.kind == "output":
                 stop = next((s for s in self.protocol.call_stops if s in t.text), self.protocol.call_stops[0])
@@ -151,7 +156,11 @@ class TrajState:
         if retokenized:
             log.warning("continue_from: %d turns had no token ids (written with --drop-ids); their text was "
                         "re-tokenized", retokenized)
-        self.retries = [r for r in traj.retries if r.at_turn <= len(self.turns)]
+        self.back_off(backoff_tokens)  # never past a tool output: the kept cells stay kept
+        # A retry happened at the end of turns[:at_turn]; it belongs to the prefix when that point
+        # survived the back-off (a turn the back-off shortened ends later than the prefix now does).
+        self.retries = [r for r in traj.retries
+                        if r.at_turn <= len(self.turns) and ends[r.at_turn] <= self.n_completion]
         self.n_corrections = len(self.retries)
         self.n_calls = sum(t.kind == "output" for t in self.turns) + self.n_corrections
 
@@ -162,12 +171,7 @@ class TrajState:
         td = trajectory_dict(traj)
         out: dict[str, Any] = {"sample": sample, "trajectory": td, "error": error}
         if not keep_ids:
-            for t in td["turns"]:
-                t.pop("ids", None)
-                t.pop("logprobs", None)
-            for r in td["retries"]:
-                r["dropped_ids"] = []
-            return out
+            return drop_ids(out)
         out["prompt_ids"] = list(self.prompt_ids)
         out["completion_ids"] = traj.completion_ids
         out["completion_mask"] = traj.completion_mask

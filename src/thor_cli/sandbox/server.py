@@ -75,11 +75,13 @@ def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
                     sessions.pop(sid, None)
                     await sess.close()
 
+    reaper_key = web.AppKey("reaper", asyncio.Task)
+
     async def on_startup(app: web.Application) -> None:
-        app["reaper"] = asyncio.create_task(reaper())
+        app[reaper_key] = asyncio.create_task(reaper())
 
     async def on_cleanup(app: web.Application) -> None:
-        app["reaper"].cancel()
+        app[reaper_key].cancel()
         await pool.close()
 
     app = web.Application(client_max_size=64 << 20)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+
+import pytest
 
 from thor_cli.records.schema import ExecResult
+from thor_cli.sandbox import SandboxConfig, SandboxPool
 
 
 def test_state_persists_and_results_are_typed(cells) -> None:
@@ -63,3 +67,43 @@ def test_closed_session_gives_clear_error(pool, run) -> None:
 
     res = run(go())
     assert res.status == "killed" and "closed" in res.error
+
+
+def test_fresh_sessions_get_fresh_random_state(pool, run) -> None:
+    """Sessions are forks of one warm interpreter; each must still draw its own random numbers
+    (as a new interpreter would), and threading must work in it as usual."""
+
+    async def one() -> str:
+        async with await pool.session() as s:
+            code = ("import random, threading\nbox = []\nt = threading.Thread(target=lambda: box.append(1))\n"
+                    "t.start(); t.join()\nprint(random.getrandbits(64), box, threading.current_thread() is "
+                    "threading.main_thread())")
+            return (await s.run(code)).stdout
+
+    async def go() -> list[str]:
+        return await asyncio.gather(*(one() for _ in range(6)))
+
+    outs = run(go())
+    assert all(o.endswith(" [1] True\n") for o in outs), outs
+    assert len({o.split()[0] for o in outs}) == 6, outs
+
+
+def _thp_available() -> bool:
+    try:
+        mode = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return False
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    return "[never]" not in mode and (major, minor) >= (6, 1)  # MADV_COLLAPSE came in 6.1
+
+
+@pytest.mark.skipif(not _thp_available(), reason="needs transparent huge pages and Linux 6.1+ (MADV_COLLAPSE)")
+def test_warm_heap_is_in_huge_pages_and_can_be_turned_off(pool, run) -> None:
+    assert pool.hugepages_mb >= 8  # the warm numpy+sympy heap is tens of MiB
+
+    async def plain() -> tuple[int, str]:
+        async with SandboxPool(SandboxConfig(workers=1, hugepages=False)) as p:
+            async with await p.session() as s:
+                return p.hugepages_mb, (await s.run("import sympy as sp\nprint(sp.sqrt(8))")).stdout
+
+    assert run(plain()) == (0, "2*sqrt(2)\n")

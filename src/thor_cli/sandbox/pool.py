@@ -300,32 +300,41 @@ class Session:
         async with self._lock:
             if self._ended is not None:
                 return ExecResult("killed", error=f"SessionClosed: this session can run no more cells: {self._ended}")
+            if not self._hello:  # wait for the fork outside the semaphore: it holds no core meanwhile
+                failed = await self._start()
+                if failed is not None:
+                    return failed
             async with self.pool._sem:
                 return await self._run(code, self.pool.cfg.timeout if timeout is None else timeout)
+
+    async def _start(self) -> ExecResult | None:
+        """Connect and read the session's hello; an ExecResult when it did not start."""
+        cfg = self.pool.cfg
+        try:
+            if self._writer is None:
+                await self._connect()
+            hello = await asyncio.wait_for(self._read_frame(1 << 16), cfg.start_timeout)
+        except TimeoutError:  # not the cell's timeout: the cell has not been sent yet
+            why = f"no answer within start_timeout={cfg.start_timeout:g} s"
+            self._kill(f"the session did not start: {why}")
+            return ExecResult("sandbox_error", error=f"SandboxError: the session did not start: {why}; "
+                              "the machine may be overloaded: use fewer sessions at once or raise start_timeout")
+        except (ConnectionError, OSError, ValueError, orjson.JSONDecodeError) as e:
+            log.debug("session %d: %s", self.sid, e)
+            hello = None
+        if hello is None or not hello.get("hello"):
+            why = (hello or {}).get("setup_error") or await self._why_ended()
+            self._kill(f"the session did not start: {why}")
+            return ExecResult("sandbox_error", error=f"SandboxError: the session did not start: {why}")
+        self._hello = True
+        return None
 
     async def _run(self, code: str, timeout: float) -> ExecResult:
         cfg = self.pool.cfg
         max_bytes = 16 * cfg.max_output + (1 << 16)
         t0 = time.perf_counter()
         try:
-            if self._writer is None:
-                await self._connect()
             assert self._writer is not None
-            if not self._hello:
-                try:
-                    hello = await asyncio.wait_for(self._read_frame(1 << 16), cfg.start_timeout)
-                except TimeoutError:  # not the cell's timeout: the cell has not been sent yet
-                    why = f"no answer within start_timeout={cfg.start_timeout:g} s"
-                    self._kill(f"the session did not start: {why}")
-                    return ExecResult("sandbox_error", error=f"SandboxError: the session did not start: {why}; "
-                                      "the machine may be overloaded: use fewer sessions at once or raise "
-                                      "start_timeout")
-                if hello is None or not hello.get("hello"):
-                    why = (hello or {}).get("setup_error") or await self._why_ended()
-                    self._kill(f"the session did not start: {why}")
-                    return ExecResult("sandbox_error", error=f"SandboxError: the session did not start: {why}")
-                self._hello = True
-                t0 = time.perf_counter()
             self._writer.write(_frame({"code": code, "timeout": timeout, "max_output": cfg.max_output}))
             await self._writer.drain()
             deadline = timeout + cfg.grace if timeout > 0 else None
@@ -391,6 +400,7 @@ class SandboxPool:
         self._start_lock: asyncio.Lock | None = None
         self.closing = False
         self.off: list[str] = list(self.machine.off)
+        self.hugepages_mb = 0  # of the warm interpreters' heaps, in huge pages (cfg.hugepages)
 
     @classmethod
     def connect(cls, url: str, **kw: Any) -> Any:
@@ -410,11 +420,13 @@ class SandboxPool:
         for r in readies:
             assert isinstance(r, dict)
             self.off += [o for o in r.get("off", []) if o not in self.off]
+            self.hugepages_mb += int(r.get("hugepages_mb") or 0)
             if r.get("preload_failed"):
                 log.warning("sandbox: could not preload %s in the jail", ", ".join(r["preload_failed"]))
         if self.off:
             log.warning("sandbox: protections OFF on this machine: %s", "; ".join(self.off))
-        log.debug("sandbox: %d warm interpreters in %.2fs", len(self.workers), time.perf_counter() - t0)
+        log.debug("sandbox: %d warm interpreters in %.2fs, %d MiB of their heaps in huge pages", len(self.workers),
+                  time.perf_counter() - t0, self.hugepages_mb)
         return self
 
     async def session(self) -> Session:

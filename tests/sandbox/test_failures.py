@@ -156,3 +156,33 @@ def test_server_passes_a_sandbox_error_on_to_its_client(tmp_path) -> None:
             await runner.cleanup()
 
     asyncio.run(go())
+
+
+def test_a_fork_that_fails_ends_only_that_session() -> None:
+    """The worker's pids cgroup is full: the new session is a clear sandbox_error, the sessions
+    already open keep their state, and a session opened after room is made works (was: the
+    zygote died and took every session of its worker with it)."""
+    cfg = SandboxConfig(workers=1, preload=(), worker_pids=3, timeout=5.0)  # zygote + 2 sessions
+
+    async def go() -> tuple[list[Any], Any, Any, Any]:
+        async with SandboxPool(cfg) as p:
+            if "pids" not in p.machine.cgroups:
+                pytest.skip("needs the pids cgroup (shell/setup-sandbox.sh as root)")
+            a, b = await p.session(), await p.session()
+            first = [await a.run("x = 'a'"), await b.run("x = 'b'")]
+            c = await p.session()
+            failed = await c.run("print(1)")
+            kept = await a.run("print(x)")
+            await b.close()
+            await asyncio.sleep(0.2)  # b's process is reaped: room for one more
+            async with await p.session() as d:
+                later = await d.run("print(3)")
+            await a.close()
+            return first, failed, kept, later
+
+    first, failed, kept, later = asyncio.run(go())
+    assert [r.status for r in first] == ["ok", "ok"]
+    assert failed.status == "sandbox_error" and "could not create its process" in failed.error, failed
+    assert "Resource temporarily unavailable" in failed.error and "worker_pids" in failed.error
+    assert kept.status == "ok" and kept.stdout == "a\n"
+    assert later.status == "ok" and later.stdout == "3\n"

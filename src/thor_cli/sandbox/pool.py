@@ -112,7 +112,7 @@ class _Worker:
                     sess = self.sessions.pop(msg["sid"], None)
                     if sess is not None:
                         self.free_uids.append(sess.uid_index)
-                        sess._on_exit(msg.get("code"), msg.get("signal"))
+                        sess._on_exit(msg.get("code"), msg.get("signal"), error=msg.get("error"))
                 elif msg["op"] == "ready" and self.ready is not None and not self.ready.done():
                     self.ready.set_result(msg)
         except (OSError, ValueError, KeyError) as e:
@@ -260,8 +260,12 @@ class Session:
     def alive(self) -> bool:
         return self._ended is None
 
-    def _on_exit(self, code: int | None, sig: int | None, worker_died: bool = False) -> None:
-        why = "its sandbox worker ended" if worker_died else _describe_exit(code, sig)
+    def _on_exit(self, code: int | None, sig: int | None, worker_died: bool = False, error: str | None = None) -> None:
+        if error:  # the zygote could not make this session's process
+            why = (f"the sandbox could not create its process ({error}); the worker's process or memory "
+                   "limit may be reached: close sessions, or raise worker_pids / worker_memory_mb")
+        else:
+            why = "its sandbox worker ended" if worker_died else _describe_exit(code, sig)
         if not self._exit.done():
             self._exit.set_result(why)
 

@@ -411,15 +411,19 @@ _pyapi_fork.restype = ctypes.c_int
 
 
 def fork_session(ctrl, cfg, sid, uid, fd, pidns_fd):
-    if pidns_fd is not None:
-        # a new pid namespace for the next child only: reset to our own, then unshare a new one
-        _check(_libc.setns(pidns_fd, CLONE_NEWPID), "setns pid")
-        _check(_libc.unshare(CLONE_NEWPID), "unshare pid")
-    pid = _fork()
-    if pid < 0:
-        e = ctypes.get_errno()
+    """The session's pid, or OSError when it cannot be made (the worker's process or memory
+    limit is reached, say); the zygote itself carries on either way."""
+    try:
+        if pidns_fd is not None:
+            # a new pid namespace for the next child only: reset to our own, then unshare a new one
+            _check(_libc.setns(pidns_fd, CLONE_NEWPID), "setns pid")
+            _check(_libc.unshare(CLONE_NEWPID), "unshare pid")
+        pid = _fork()
+        if pid < 0:
+            _check(pid, "fork")
+    except BaseException:
         os.close(fd)
-        raise OSError(e, f"fork: {os.strerror(e)}")
+        raise
     if pid != 0:
         os.close(fd)
         return pid
@@ -548,8 +552,12 @@ def main():
                 return  # the host went away: the jail ends with us
             req = json.loads(msg)
             if req["op"] == "fork":
-                pid = fork_session(ctrl, cfg, req["sid"], req["uid"], fds[0], pidns_fd)
-                pids[pid], sids[req["sid"]] = req["sid"], pid
+                try:
+                    pid = fork_session(ctrl, cfg, req["sid"], req["uid"], fds[0], pidns_fd)
+                    pids[pid], sids[req["sid"]] = req["sid"], pid
+                except OSError as e:  # this session is not made; the others go on
+                    ctrl.send(json.dumps({"op": "exit", "sid": req["sid"], "code": None, "signal": None,
+                                          "error": str(e)}).encode())
             elif req["op"] == "kill":
                 pid = sids.get(req["sid"])
                 if pid is not None:

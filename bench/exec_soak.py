@@ -4,7 +4,7 @@
     .venv/bin/python bench/exec_soak.py --cells 20000
 
 Cells mix trivial work, sympy, exceptions, forks, crashes and timeouts; a new session every 20
-cells. Every 10% it prints: host fds, host RSS, RSS of all sandbox processes, their count, and
+cells. Every 10% it prints: host fds, host RSS, PSS of all sandbox processes, their count, and
 zombies on the machine. Flat numbers after warm-up = no leak.
 """
 
@@ -57,6 +57,20 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def pss_kb(pid: int) -> int:
+    """Proportional set size: shared pages split among the processes that share them, so the sum
+    over the sandbox's processes is the memory it really holds (RSS would count the warm
+    interpreter's pages once per session)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return rss_kb(pid)
+
+
 def zombies() -> int:
     n = 0
     for d in os.listdir("/proc"):
@@ -73,7 +87,7 @@ def snapshot() -> str:
     me = os.getpid()
     kids = descendants(me)
     return (f"host fds {len(os.listdir('/proc/self/fd'))}, host RSS {rss_kb(me) / 1024:.0f} MB, "
-            f"sandbox procs {len(kids)} RSS {sum(map(rss_kb, kids)) / 1024:.0f} MB, zombies {zombies()}")
+            f"sandbox procs {len(kids)} PSS {sum(map(pss_kb, kids)) / 1024:.0f} MB, zombies {zombies()}")
 
 
 async def main() -> None:

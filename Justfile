@@ -12,7 +12,6 @@ test *ARGS:
 lint:
     ./shell/setup.sh
     .venv/bin/ruff check src tests bench
-    .venv/bin/ruff format --check src tests bench
     .venv/bin/mypy src
 
 # speed benchmarks (each prints a table of ratios against a baseline in the same run)

@@ -42,6 +42,12 @@ EVIL = [
      "print(libc.mount(b'tmpfs', b'/usr', b'tmpfs', 0, None) != 0)", "True\n"),
     ("own pid namespace", "import os\nprint(os.getpid(), sorted(p for p in os.listdir('/proc') if p.isdigit()))", "1 ['1']\n"),
     ("tmp writable", "open('/tmp/f', 'w').write('hi')\nprint(open('/tmp/f').read())", "hi\n"),
+    ("no vsock, no exotic socket family", "import socket\nfor fam in (40, 38, 17):  # AF_VSOCK AF_ALG AF_PACKET\n"
+     "    try:\n        socket.socket(fam, socket.SOCK_STREAM if fam == 40 else socket.SOCK_SEQPACKET)\n"
+     "        print('made', fam)\n    except OSError as e:\n        print(e.errno)", "97\n97\n97\n"),
+    ("no memory outside the address-space limit", "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+     "try:\n    os.memfd_create('m')\n    print('memfd')\nexcept OSError as e:\n    print(e.errno)\n"
+     "print(libc.shmget(0, 1 << 20, 0o1600), ctypes.get_errno())", "1\n-1 1\n"),
     ("big file capped", "try:\n    open('/tmp/big', 'wb').write(b'x' * (200 << 20))\n    print('wrote')\n"
      "except (OSError, MemoryError):\n    print('stopped')", "stopped\n"),
 ]

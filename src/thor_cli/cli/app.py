@@ -101,7 +101,7 @@ def _with_pipe_boundary(command: typer.core.TyperGroup) -> None:
             raise ThorError(f"a pipe to a helper process broke ({e})",
                             "a worker process died; rerun (with --resume where there is an output file)") from e
 
-    command.invoke = guarded  # type: ignore[method-assign]
+    command.invoke = guarded  # type: ignore[method-assign,assignment]
 
 
 def main(argv: list[str] | None = None) -> None:

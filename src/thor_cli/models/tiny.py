@@ -54,12 +54,13 @@ def build_tiny_model(path: str | Path, *, vocab_size: int = 512, hidden_size: in
     fast.save_pretrained(out)
 
     torch.manual_seed(seed)
+    eos, pad = fast.convert_tokens_to_ids("<|im_end|>"), fast.convert_tokens_to_ids("<|endoftext|>")
+    assert isinstance(eos, int) and isinstance(pad, int)  # one token each (a list only for a list)
     config = Qwen2Config(
         vocab_size=len(fast), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
         max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
-        eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"), bos_token_id=None,
+        eos_token_id=eos, pad_token_id=pad, bos_token_id=None,
     )
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = config.eos_token_id

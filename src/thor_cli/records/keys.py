@@ -29,7 +29,7 @@ def content_key(record: dict[str, Any], config: dict[str, Any] | None = None, *,
     True
     """
     inputs = {k: v for k, v in record.items() if k != KEYS_FIELD}
-    payload = {"record": inputs, "config": config or {}, "stage": stage}
+    payload: dict[str, Any] = {"record": inputs, "config": config or {}, "stage": stage}
     if sample is not None:
         payload["sample"] = sample
     return hashlib.sha256(canonical_json(payload)).hexdigest()[:20]

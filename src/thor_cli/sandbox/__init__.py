@@ -30,7 +30,9 @@ Covers (each has an adversarial test in tests/sandbox/test_isolation.py):
 - a seccomp filter per session (x86_64; ``seccomp=True``): no nested namespaces of any kind
   (unshare, setns, clone with CLONE_NEW*; clone3 answers ENOSYS so libc falls back to clone),
   no mount/pivot_root/chroot, ptrace, bpf, perf_event_open, kernel keyrings, userfaultfd,
-  io_uring, module or kexec loading; subprocesses, threads and multiprocessing still work;
+  io_uring, module or kexec loading; socket families other than unix, inet, inet6 and netlink
+  (AF_VSOCK would reach a VM's host past the network namespace); memfd_create, memfd_secret and
+  shmget (memory no session limit counts); subprocesses, threads and multiprocessing still work;
 - a private tmpfs /dev/shm per session (multiprocessing's locks), in /dev no other device than
   null, zero and urandom;
 - only /usr, /lib*, /bin, /sbin, site-packages (read-only) and /dev/{null,zero,urandom}: no
@@ -51,7 +53,8 @@ Does not cover:
   Graders must not trust in-session checks against adversarial code beyond that;
 - kernel exploits through the syscalls the filter allows -- use a VM boundary for
   hostile-at-kernel-level workloads;
-- CPU fairness beyond ``workers`` cells at a time; per-session memory is an address-space
+- CPU fairness beyond ``workers`` cells at a time (a thread a cell leaves running goes on between
+  cells, up to the session's ``cpu_s``); per-session memory is an address-space
   rlimit, not a cgroup (cgroup v1 per-worker memory cap is optional: ``worker_memory_mb``);
 - GPU access, network access for cells, persistent files after a session ends.
 Where the machine lacks something (not root: no per-session uids; no cgroup folders: no pids

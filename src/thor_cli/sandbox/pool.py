@@ -33,6 +33,9 @@ from thor_cli.sandbox.jail import UID_BASE, UIDS_PER_WORKER, Machine, probe, wor
 _HEAD = struct.Struct(">I")
 _sids = itertools.count(1)
 _SEND_TIMEOUT = 30.0  # a zygote that takes no control message for this long is stuck, not busy
+# what a session may answer: sandbox_error is thor's word alone (a cell writing it to the channel
+# would blame thor for its own doing, and a caller may retry or drop such a sample)
+_CELL_STATUSES = frozenset(EXEC_STATUSES) - {"sandbox_error"}
 
 
 def _frame(obj: dict[str, Any]) -> bytes:
@@ -305,11 +308,19 @@ class Session:
             if self._ended is not None:
                 return ExecResult("killed", error=f"SessionClosed: this session can run no more cells: {self._ended}")
             if not self._hello:  # wait for the fork outside the semaphore: it holds no core meanwhile
-                failed = await self._start()
+                try:
+                    failed = await self._start()
+                except asyncio.CancelledError:
+                    self._kill("a run was cancelled while the session started")  # its hello may be half read
+                    raise
                 if failed is not None:
                     return failed
             async with self.pool._sem:
-                return await self._run(code, self.pool.cfg.timeout if timeout is None else timeout)
+                try:
+                    return await self._run(code, self.pool.cfg.timeout if timeout is None else timeout)
+                except asyncio.CancelledError:  # the reply would come later and answer the next cell
+                    self._kill("a run was cancelled before its result came")
+                    raise
 
     async def _start(self) -> ExecResult | None:
         """Connect and read the session's hello; an ExecResult when it did not start."""
@@ -339,10 +350,10 @@ class Session:
         t0 = time.perf_counter()
         try:
             assert self._writer is not None
-            self._writer.write(_frame({"code": code, "timeout": timeout, "max_output": cfg.max_output}))
-            await self._writer.drain()
             deadline = timeout + cfg.grace if timeout > 0 else None
             async with asyncio.timeout(deadline):  # no extra task per cell, unlike wait_for
+                self._writer.write(_frame({"code": code, "timeout": timeout, "max_output": cfg.max_output}))
+                await self._writer.drain()  # in the deadline: a session that reads no more is stuck
                 rep = await self._read_frame(max_bytes)
         except TimeoutError:
             self._kill(f"a cell ran past its {timeout:g} s timeout and was killed")
@@ -366,7 +377,7 @@ class Session:
             res = ExecResult(status=rep["status"], stdout=str(rep["stdout"]), stderr=str(rep["stderr"]),
                              error=rep["error"], duration_ms=float(rep["duration_ms"]),
                              truncated=bool(rep["truncated"]))
-            if res.status not in EXEC_STATUSES or not (res.error is None or isinstance(res.error, str)):
+            if res.status not in _CELL_STATUSES or not (res.error is None or isinstance(res.error, str)):
                 raise ValueError(res.status)
         except (KeyError, TypeError, ValueError):
             self._kill("it broke the reply protocol")

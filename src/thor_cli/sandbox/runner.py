@@ -19,6 +19,7 @@ from typing import Any
 
 from thor_cli.errors import InputError
 from thor_cli.records.jsonl import InputRecord
+from thor_cli.records.schema import ExecResult
 from thor_cli.sandbox.pool import SandboxPool, Session
 
 _END = object()
@@ -85,6 +86,7 @@ async def run_records(pool: SandboxPool, records: Iterator[InputRecord], emit: C
 
     async def cell(rec: InputRecord, k: str | None, code: str, st: _SessionState | None, timeout: float | None,
                    end: bool) -> dict[str, Any]:
+        res: ExecResult | None
         if st is None:
             async with await pool.session() as sess:
                 res = await sess.run(code, timeout)
@@ -147,9 +149,9 @@ async def run_records(pool: SandboxPool, records: Iterator[InputRecord], emit: C
             index += 1
             if k is not None and k in done:
                 if name is not None:  # remember for a replay, should this session continue
-                    st = sessions.setdefault(name, _SessionState())
-                    if st.session is None and code:
-                        st.replay.append((code, timeout))
+                    done_st = sessions.setdefault(name, _SessionState())
+                    if done_st.session is None and code:
+                        done_st.replay.append((code, timeout))
                     if end:
                         sessions.pop(name, None)
                 continue

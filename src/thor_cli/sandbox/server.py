@@ -50,11 +50,17 @@ def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
         entry = sessions.get(req.match_info["sid"])
         if entry is None:
             return js(ExecResult("killed", error="SessionClosed: no such session (closed, or idle too long)").to_dict())
-        body = orjson.loads(await req.read())
-        if not isinstance(body, dict) or not isinstance(body.get("code"), str):
-            return js({"error": 'expected {"code": str, "timeout": number|null}'}, 400)
+        try:
+            body = orjson.loads(await req.read())
+        except orjson.JSONDecodeError:
+            body = None
+        timeout = body.get("timeout") if isinstance(body, dict) else None
+        if (not isinstance(body, dict) or not isinstance(body.get("code"), str) or (timeout is not None and (
+                isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < 1e9))):
+            # a timeout of 0 or less would let the cell run for ever on a shared worker
+            return js({"error": 'expected {"code": str, "timeout": positive number|null}'}, 400)
         sessions[req.match_info["sid"]] = (entry[0], time.monotonic())
-        res = await entry[0].run(body["code"], body.get("timeout"))
+        res = await entry[0].run(body["code"], None if timeout is None else float(timeout))
         return js(res.to_dict())
 
     async def delete(req: web.Request) -> web.Response:

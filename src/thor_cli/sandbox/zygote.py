@@ -21,6 +21,7 @@ Session socket (SOCK_STREAM, 4-byte big-endian length + JSON): the session first
 ``{"status", "stdout", "stderr", "error", "truncated", "duration_ms"}``.
 """
 
+import _signal
 import ctypes
 import gc
 import io
@@ -100,17 +101,17 @@ class Capture(io.TextIOBase):
 
 def _read_fd_output(fd, limit):
     """What was written at the fd level (subprocesses, os.write): head and tail, then emptied."""
-    try:
+    try:  # the cell may have closed fd 1/2 or put another file there (read-only, a pipe): no crash
         size = os.fstat(fd).st_size
+        if size == 0:
+            return "", "", 0
+        half = max(limit // 2, 1)
+        head = os.pread(fd, min(size, 4 * half), 0)
+        tail = os.pread(fd, min(size, 4 * half), max(size - 4 * half, 0)) if size > 4 * half else b""
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
     except OSError:
         return "", "", 0
-    if size == 0:
-        return "", "", 0
-    half = max(limit // 2, 1)
-    head = os.pread(fd, min(size, 4 * half), 0)
-    tail = os.pread(fd, min(size, 4 * half), max(size - 4 * half, 0)) if size > 4 * half else b""
-    os.ftruncate(fd, 0)
-    os.lseek(fd, 0, os.SEEK_SET)
     return head.decode("utf-8", "replace"), tail.decode("utf-8", "replace"), size
 
 
@@ -143,6 +144,7 @@ class CellTimeout(BaseException):
 
 
 _in_cell = [False]
+_SIGALRM = int(signal.SIGALRM)
 _me = [0]  # pid of the session's interpreter
 
 
@@ -175,8 +177,12 @@ def _format_exc(e, skip_frames=True):
     tb = e.__traceback__
     if skip_frames and tb is not None:
         tb = tb.tb_next  # drop the frame of run_cell itself
-    lines = traceback.format_exception(type(e), e, tb)
-    return "".join(lines), f"{type(e).__name__}: {e}".rstrip().rstrip(":")
+    lines = traceback.format_exception(type(e), e, tb)  # copes with a __str__ that raises
+    try:  # str(e) runs the cell's own __str__, which may raise or return a non-str
+        msg = f"{type(e).__name__}: {e}"
+    except BaseException:  # noqa: BLE001
+        msg = f"{type(e).__name__}: <exception str() failed>"
+    return "".join(lines), msg.rstrip().rstrip(":")
 
 
 def run_cell(req, env, out, err, pid1):
@@ -194,15 +200,26 @@ def run_cell(req, env, out, err, pid1):
         err.write("".join(traceback.format_exception_only(type(e), e)))
         compiled = None
     if compiled is not None:
+        if _signal.getsignal(_SIGALRM) is not _on_alarm:  # an earlier cell replaced or ignored it
+            signal.signal(signal.SIGALRM, _on_alarm)  # (_signal: signal.getsignal's enum lookup costs µs)
         _in_cell[0] = True
+        t_run = time.perf_counter()
         if timeout > 0:
             signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
-            exec(compiled, env)  # noqa: S102 -- running untrusted code is this process's job
+            try:
+                exec(compiled, env)  # noqa: S102 -- running untrusted code is this process's job
+            finally:  # a CellTimeout can come up to here (then it is caught below), never later
+                _in_cell[0] = False
+                ran = time.perf_counter() - t_run
         except CellTimeout:
             status, error = "timeout", f"TimeoutError: the cell ran past its {timeout:g} s limit"
         except SystemExit as e:
-            status, error, exit_after = "killed", f"SystemExit: the cell ended its interpreter (exit code {e.code!r})", True
+            try:
+                code_repr = repr(e.code)
+            except BaseException:  # noqa: BLE001 -- the cell's own object
+                code_repr = "?"
+            status, error, exit_after = "killed", f"SystemExit: the cell ended its interpreter (exit code {code_repr})", True
         except MemoryError as e:
             status, error = "memory", _format_exc(e)[1]
             err.write(_format_exc(e)[0])
@@ -214,7 +231,10 @@ def run_cell(req, env, out, err, pid1):
             if os.getpid() != _me[0]:
                 os._exit(0)  # a process the cell forked fell through to here: it must not answer
             signal.setitimer(signal.ITIMER_REAL, 0)
-            _in_cell[0] = False
+        if status in ("ok", "error") and 0 < timeout <= ran:
+            # past its limit, yet it ended on its own: it caught the interrupt (a bare except) or its
+            # own SIGALRM handler ran instead of ours -- still a timeout, never "ok"
+            status, error = "timeout", f"TimeoutError: the cell ran past its {timeout:g} s limit (it caught the interrupt)"
     duration = (time.perf_counter() - t0) * 1000
     try:
         sys.stdout.flush()
@@ -233,7 +253,11 @@ def run_cell(req, env, out, err, pid1):
 
 # ---------------------------------------------------------------- framing
 def send_frame(sock, obj):
-    data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    text = json.dumps(obj, ensure_ascii=False)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (print("\udcff")): not UTF-8, so not JSON to thor
+        data = text.encode("utf-8", "replace")
     sock.sendall(struct.pack(">I", len(data)) + data)
 
 
@@ -301,13 +325,19 @@ def _setup_session(cfg, uid):
 # x86_64 numbers: unshare setns mount umount2 pivot_root chroot ptrace bpf perf_event_open keyctl
 # add_key request_key userfaultfd kexec_load kexec_file_load init_module finit_module
 # delete_module open_by_handle_at name_to_handle_at fsopen fsconfig fsmount fspick open_tree
-# move_mount mount_setattr swapon swapoff reboot acct syslog quotactl io_uring_setup
+# move_mount mount_setattr swapon swapoff reboot acct syslog quotactl io_uring_setup; and memory no
+# limit of the session counts (RLIMIT_AS sees none of it, no tmpfs size bounds it): memfd_create
+# memfd_secret shmget (a SysV segment keeps its pages after shmdt)
 _DENY_X86_64 = (272, 308, 165, 166, 155, 161, 101, 321, 298, 250, 248, 249, 323, 246, 320, 175, 313,
-                176, 304, 303, 430, 431, 432, 433, 428, 429, 442, 167, 168, 169, 163, 103, 179, 425)
-_CLONE, _CLONE3 = 56, 435
+                176, 304, 303, 430, 431, 432, 433, 428, 429, 442, 167, 168, 169, 163, 103, 179, 425,
+                319, 447, 29)
+_CLONE, _CLONE3, _SOCKET = 56, 435, 41
+# socket() families a session may use; the others answer EAFNOSUPPORT. AF_VSOCK above all: it is
+# not confined by the network namespace and reaches the VM's host (Firecracker and the like).
+_FAMILIES = (1, 2, 10, 16)  # AF_UNIX AF_INET AF_INET6 AF_NETLINK
 _NS_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
 _AUDIT_ARCH_X86_64 = 0xC000003E
-_EPERM, _ENOSYS = 1, 38
+_EPERM, _ENOSYS, _EAFNOSUPPORT = 1, 38, 97
 
 
 class _SockFilter(ctypes.Structure):
@@ -321,7 +351,8 @@ class _SockFprog(ctypes.Structure):
 def seccomp_program():
     """A classic-BPF seccomp filter: deny the syscalls above (EPERM), clone() with any CLONE_NEW*
     flag (EPERM: no nested namespaces, in particular no nested user namespace), clone3 (ENOSYS, so
-    libc falls back to clone), x32 syscalls, and any non-x86_64 ABI (kill). Everything else passes."""
+    libc falls back to clone), socket() of a family not in _FAMILIES (EAFNOSUPPORT), x32 syscalls,
+    and any non-x86_64 ABI (kill). Everything else passes."""
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     allow, kill = 0x7FFF0000, 0x80000000
     errno = 0x00050000
@@ -329,13 +360,17 @@ def seccomp_program():
             (ld, 0, 0, 0), (jge, 0, 1, 0x40000000), (ret, 0, 0, errno | _EPERM)]
     for nr in _DENY_X86_64:
         prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno | _EPERM)]
-    prog += [(jeq, 0, 1, _CLONE3), (ret, 0, 0, errno | _ENOSYS),
-             (jeq, 0, 3, _CLONE), (ld, 0, 0, 16), (jset, 0, 1, _NS_FLAGS), (ret, 0, 0, errno | _EPERM),
+    prog += [(jeq, 0, 1, _CLONE3), (ret, 0, 0, errno | _ENOSYS)]
+    n = len(_FAMILIES)  # socket(): load its first argument, allow the families listed, refuse the rest
+    prog += [(jeq, 0, n + 3, _SOCKET), (ld, 0, 0, 16)]
+    prog += [(jeq, n - i, 0, fam) for i, fam in enumerate(_FAMILIES)]
+    prog += [(ret, 0, 0, errno | _EAFNOSUPPORT), (ret, 0, 0, allow)]
+    prog += [(jeq, 0, 3, _CLONE), (ld, 0, 0, 16), (jset, 0, 1, _NS_FLAGS), (ret, 0, 0, errno | _EPERM),
              (ret, 0, 0, allow)]
     return prog
 
 
-_FPROG = []  # built once in the zygote; sessions inherit it (no ctypes work per session)
+_FPROG: list = []  # built once in the zygote; sessions inherit it (no ctypes work per session)
 
 
 def _fprog():

@@ -47,7 +47,8 @@ EVIL = [
      "        print('made', fam)\n    except OSError as e:\n        print(e.errno)", "97\n97\n97\n"),
     ("no memory outside the address-space limit", "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
      "try:\n    os.memfd_create('m')\n    print('memfd')\nexcept OSError as e:\n    print(e.errno)\n"
-     "print(libc.shmget(0, 1 << 20, 0o1600), ctypes.get_errno())", "1\n-1 1\n"),
+     "print(libc.shmget(0, 1 << 20, 0o1600), ctypes.get_errno())\n"
+     "print(libc.msgget(0, 0o1600), ctypes.get_errno())", "1\n-1 1\n-1 1\n"),
     ("big file capped", "try:\n    open('/tmp/big', 'wb').write(b'x' * (200 << 20))\n    print('wrote')\n"
      "except (OSError, MemoryError):\n    print('stopped')", "stopped\n"),
 ]

@@ -107,3 +107,8 @@ def test_warm_heap_is_in_huge_pages_and_can_be_turned_off(pool, run) -> None:
                 return p.hugepages_mb, (await s.run("import sympy as sp\nprint(sp.sqrt(8))")).stdout
 
     assert run(plain()) == (0, "2*sqrt(2)\n")
+
+
+def test_stdout_buffer_takes_bytes(cells) -> None:
+    (res,) = cells("import sys\nsys.stdout.buffer.write('héllo\\n'.encode())\nsys.stdout.buffer.flush()\nprint('ok')")
+    assert res.status == "ok" and res.stdout == "héllo\nok\n", res

@@ -32,7 +32,7 @@ Covers (each has an adversarial test in tests/sandbox/test_isolation.py):
   no mount/pivot_root/chroot, ptrace, bpf, perf_event_open, kernel keyrings, userfaultfd,
   io_uring, module or kexec loading; socket families other than unix, inet, inet6 and netlink
   (AF_VSOCK would reach a VM's host past the network namespace); memfd_create, memfd_secret and
-  shmget (memory no session limit counts); subprocesses, threads and multiprocessing still work;
+  shmget and msgget (memory no session limit counts); subprocesses, threads and multiprocessing still work;
 - a private tmpfs /dev/shm per session (multiprocessing's locks), in /dev no other device than
   null, zero and urandom;
 - only /usr, /lib*, /bin, /sbin, site-packages (read-only) and /dev/{null,zero,urandom}: no

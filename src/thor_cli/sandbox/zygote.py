@@ -98,6 +98,31 @@ class Capture(io.TextIOBase):
     def encoding(self):
         return "utf-8"
 
+    @property
+    def errors(self):
+        return "replace"
+
+    @property
+    def buffer(self):
+        """``sys.stdout.buffer.write(b"...")`` works as in a real interpreter (bytes decoded as UTF-8)."""
+        return _BinaryCapture(self)
+
+
+class _BinaryCapture(io.RawIOBase):
+    def __init__(self, text):
+        self._text = text
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        data = bytes(b)
+        self._text.write(data.decode("utf-8", "replace"))
+        return len(data)
+
+    def fileno(self):
+        return self._text.fileno()
+
 
 def _read_fd_output(fd, limit):
     """What was written at the fd level (subprocesses, os.write): head and tail, then emptied."""
@@ -327,10 +352,10 @@ def _setup_session(cfg, uid):
 # delete_module open_by_handle_at name_to_handle_at fsopen fsconfig fsmount fspick open_tree
 # move_mount mount_setattr swapon swapoff reboot acct syslog quotactl io_uring_setup; and memory no
 # limit of the session counts (RLIMIT_AS sees none of it, no tmpfs size bounds it): memfd_create
-# memfd_secret shmget (a SysV segment keeps its pages after shmdt)
+# memfd_secret shmget msgget (a SysV segment or message queue keeps its memory after the process)
 _DENY_X86_64 = (272, 308, 165, 166, 155, 161, 101, 321, 298, 250, 248, 249, 323, 246, 320, 175, 313,
                 176, 304, 303, 430, 431, 432, 433, 428, 429, 442, 167, 168, 169, 163, 103, 179, 425,
-                319, 447, 29)
+                319, 447, 29, 68)
 _CLONE, _CLONE3, _SOCKET = 56, 435, 41
 # socket() families a session may use; the others answer EAFNOSUPPORT. AF_VSOCK above all: it is
 # not confined by the network namespace and reaches the VM's host (Firecracker and the like).

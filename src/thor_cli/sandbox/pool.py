@@ -6,7 +6,7 @@
 
 One asyncio event loop drives everything: each session's socket is read with asyncio streams, so
 hundreds of sessions can be used from as many coroutines at once. At most ``workers`` cells
-execute at the same time (a semaphore), so a cell's wall-clock timeout measures its own run,
+execute at the same time (slots.CellSlots), so a cell's wall-clock timeout measures its own run,
 not its wait for a core.
 """
 
@@ -29,6 +29,7 @@ from thor_cli.log import log
 from thor_cli.records.schema import EXEC_STATUSES, ExecResult, ExecStatus
 from thor_cli.sandbox.config import SandboxConfig
 from thor_cli.sandbox.jail import UID_BASE, UIDS_PER_WORKER, Machine, probe, worker_command
+from thor_cli.sandbox.slots import CellSlots
 
 _HEAD = struct.Struct(">I")
 _sids = itertools.count(1)
@@ -307,7 +308,7 @@ class Session:
         async with self._lock:
             if self._ended is not None:
                 return ExecResult("killed", error=f"SessionClosed: this session can run no more cells: {self._ended}")
-            if not self._hello:  # wait for the fork outside the semaphore: it holds no core meanwhile
+            if not self._hello:  # wait for the fork outside the cell slots: it holds no core meanwhile
                 try:
                     failed = await self._start()
                 except asyncio.CancelledError:
@@ -315,12 +316,15 @@ class Session:
                     raise
                 if failed is not None:
                     return failed
-            async with self.pool._sem:
-                try:
-                    return await self._run(code, self.pool.cfg.timeout if timeout is None else timeout)
-                except asyncio.CancelledError:  # the reply would come later and answer the next cell
-                    self._kill("a run was cancelled before its result came")
-                    raise
+            slots = self.pool._slots
+            token = await slots.acquire(self)
+            try:
+                return await self._run(code, self.pool.cfg.timeout if timeout is None else timeout)
+            except asyncio.CancelledError:  # the reply would come later and answer the next cell
+                self._kill("a run was cancelled before its result came")
+                raise
+            finally:
+                slots.release(self, token)
 
     async def _start(self) -> ExecResult | None:
         """Connect and read the session's hello; an ExecResult when it did not start."""
@@ -411,7 +415,7 @@ class SandboxPool:
         self.cfg = cfg or SandboxConfig()
         self.machine: Machine = probe(self.cfg)
         self.workers: list[_Worker] = []
-        self._sem = asyncio.Semaphore(self.cfg.n_workers)
+        self._slots = CellSlots(self.cfg.n_workers, self.cfg.slice_s)
         self._start_lock: asyncio.Lock | None = None
         self.closing = False
         self.off: list[str] = list(self.machine.off)

@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from thor_cli.cli.options import Config, Inputs, Limit, Output, Resume, ShardOpt, examples, resolved
+from thor_cli.errors import UsageError
 
 
 class _DefaultRun(TyperGroup):
@@ -52,7 +53,14 @@ SERVE_EPILOG = examples(
 
 def _config(timeout: float, memory: int, workers: int | None, max_output: int) -> Any:
     from thor_cli.sandbox import SandboxConfig
+    from thor_cli.sandbox.runner import timeout_problem
 
+    # the sandbox reads 0 or less as "no limit" (or dies on it): a flag never silently means that
+    if (why := timeout_problem(timeout)) is not None:
+        raise UsageError(f"--timeout: {why}", "give the wall-clock seconds per cell, e.g. --timeout 10")
+    for flag, value in (("--memory", memory), ("--workers", workers), ("--max-output", max_output)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag}: must be at least 1, got {value}", f"see thor exec --help for {flag}")
     return SandboxConfig(timeout=timeout, memory_mb=memory, workers=workers, max_output=max_output)
 
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from thor_cli.errors import InputError
+from thor_cli.errors import InputError, SandboxError
 from thor_cli.records.jsonl import InputRecord
 from thor_cli.records.schema import ExecResult
 from thor_cli.sandbox.pool import SandboxPool, Session
@@ -30,16 +30,33 @@ class _SessionState:
     session: Session | None = None
     last: asyncio.Future[Any] | None = None  # the previous cell of this session
     replay: list[tuple[str, float | None]] = field(default_factory=list)
+    broken: str | None = None  # why its session could not be made (its later cells get that error)
+
+
+# A cell's timeout in seconds: below a millisecond the interrupt can come before the cell starts
+# (the session dies), from 1e9 up the interval timer overflows (every cell dies): refused.
+MIN_TIMEOUT, MAX_TIMEOUT = 0.001, 1e9
+
+
+def timeout_problem(value: object) -> str | None:
+    """Why ``value`` is not a cell timeout (None when it is one; None itself means the default)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"expected a number of seconds, got {type(value).__name__}"
+    if not MIN_TIMEOUT <= value < MAX_TIMEOUT:  # also refuses NaN and infinity
+        return f"must be at least {MIN_TIMEOUT:g} and below {MAX_TIMEOUT:g} seconds, got {value!r}"
+    return None
 
 
 def parse_cell(rec: InputRecord) -> tuple[str, str | None, float | None, bool]:
     code = rec.optional("code", str, "")
     sess = rec.optional("session", (str, int))
     timeout = rec.optional("timeout", (int, float))
-    if timeout is not None and timeout <= 0:
-        raise InputError("must be a positive number of seconds", path=rec.path, line=rec.line, field="timeout")
+    if (why := timeout_problem(timeout)) is not None:
+        raise InputError(why, path=rec.path, line=rec.line, field="timeout")
     end = rec.optional("end_session", bool, False)
-    if "code" not in rec.data and not end:
+    if rec.data.get("code") is None and not end:
         rec.require("code")  # raises: a cell record needs code (or is only an end_session marker)
     return code, None if sess is None else str(sess), None if timeout is None else float(timeout), end
 
@@ -78,70 +95,88 @@ async def _records_from_thread(records: Iterator[InputRecord]) -> AsyncIterator[
 async def run_records(pool: SandboxPool, records: Iterator[InputRecord], emit: Callable[[dict[str, Any]], None],
                       *, ordered: bool = True, key: Callable[[InputRecord, int], str] | None = None,
                       done: set[str] | None = None, max_pending: int = 4096) -> int:
-    """Run every cell record; ``emit(record_with_exec)`` in order (or as they finish). Returns count."""
+    """Run every cell record; ``emit(record_with_exec)`` in order (or as they finish). Returns count.
+
+    An error anywhere (a bad input line, the reader of the output gone) ends the run at once,
+    never a hang: reading, running and writing are separate tasks and the first failure wins.
+    """
     sessions: dict[str, _SessionState] = {}
-    pending: asyncio.Queue[asyncio.Future[Any] | None] = asyncio.Queue(maxsize=max_pending)
+    # ordered: cell futures in input order; unordered: finished cell futures. None ends the writer.
+    out_q: asyncio.Queue[asyncio.Future[Any] | None] = asyncio.Queue()
     done = done or set()
     n_emitted = 0
+    in_flight: set[asyncio.Future[Any]] = set()
+    # records read but not yet written (running, or done and waiting behind a slower one in
+    # ordered mode): the semaphore bounds them, so memory stays bounded whatever the order
+    sem = asyncio.Semaphore(max_pending)
+
+    async def new_session(st: _SessionState | None) -> Session | ExecResult:
+        """A session, or the sandbox_error result for a cell whose session could not be made."""
+        if st is not None and st.broken is not None:
+            return ExecResult("sandbox_error", error=f"SessionClosed: {st.broken}")
+        try:
+            return await pool.session()
+        except SandboxError as e:  # thor's fault, not the cell's: data, like any other result
+            if st is not None:  # its later cells must not run in a fresh session without its state
+                st.broken = f"this session could not be created ({e})"
+            return ExecResult("sandbox_error", error=f"SandboxError: {e}")
 
     async def cell(rec: InputRecord, k: str | None, code: str, st: _SessionState | None, timeout: float | None,
                    end: bool) -> dict[str, Any]:
-        res: ExecResult | None
+        res: ExecResult | None = None
         if st is None:
-            async with await pool.session() as sess:
-                res = await sess.run(code, timeout)
+            if code or not end:  # a bare end_session marker without a session runs nothing
+                sess = await new_session(None)
+                if isinstance(sess, ExecResult):
+                    res = sess
+                else:
+                    async with sess:
+                        res = await sess.run(code, timeout)
         else:
             prev, st_last = st.last, asyncio.get_running_loop().create_future()
             st.last = st_last
             try:
                 if prev is not None:
                     await asyncio.shield(prev)
-                if st.session is None:
-                    st.session = await pool.session()
-                    for old_code, old_t in st.replay:  # resume: rebuild the state of this session
-                        await st.session.run(old_code, old_t)
-                    st.replay.clear()
-                res = await st.session.run(code, timeout) if code or not end else None
-                if end:
-                    await st.session.close()
-                    st.session = None
+                if st.session is None and (code or not end):
+                    made = await new_session(st)
+                    if isinstance(made, ExecResult):
+                        res = made
+                    else:
+                        st.session = made
+                        for old_code, old_t in st.replay:  # resume: rebuild the state of this session
+                            await made.run(old_code, old_t)
+                        st.replay.clear()
+                if st.session is not None:
+                    res = await st.session.run(code, timeout) if code or not end else None
+                    if end:
+                        await st.session.close()
+                        st.session = None
             finally:
                 st_last.set_result(None)
         out = dict(rec.data)
         if res is not None:
             out["exec"] = res.to_dict()
         if k is not None:
-            out.setdefault("keys", {})
             out["keys"] = {**(out.get("keys") or {}), "exec": k}
         return out
 
     async def writer() -> None:
         nonlocal n_emitted
         while True:
-            fut = await pending.get()
+            fut = await out_q.get()
             if fut is None:
                 return
             emit(await fut)
             n_emitted += 1
-
-    out_q: asyncio.Queue[Any] = asyncio.Queue()
-    writer_task = asyncio.create_task(writer()) if ordered else None
-    in_flight: set[asyncio.Future[Any]] = set()
-    sem = asyncio.Semaphore(max_pending)
+            sem.release()  # written: room for one more read-ahead record
 
     def finished(t: asyncio.Future[Any]) -> None:
         in_flight.discard(t)
-        sem.release()
-        if not ordered:
-            out_q.put_nowait(t)
+        if not ordered and not t.cancelled():
+            out_q.put_nowait(t)  # the writer emits it now, not when the next input line comes
 
-    def drain_unordered() -> None:
-        nonlocal n_emitted
-        while not out_q.empty():
-            emit(out_q.get_nowait().result())
-            n_emitted += 1
-
-    try:
+    async def feeder() -> None:
         index = 0
         async for rec in _records_from_thread(records):
             code, name, timeout, end = parse_cell(rec)
@@ -163,23 +198,24 @@ async def run_records(pool: SandboxPool, records: Iterator[InputRecord], emit: C
             in_flight.add(task)
             task.add_done_callback(finished)
             if ordered:
-                await pending.put(task)
-            else:
-                drain_unordered()
-        if ordered:
-            await pending.put(None)
-            assert writer_task is not None
-            await writer_task
-        else:
-            while in_flight:
-                await asyncio.wait(set(in_flight))
-                drain_unordered()
-            drain_unordered()
+                out_q.put_nowait(task)
+        while in_flight:  # unordered: the writer may stop only once the last cell is queued
+            await asyncio.wait(set(in_flight))
+        out_q.put_nowait(None)
+
+    feeder_task, writer_task = asyncio.ensure_future(feeder()), asyncio.ensure_future(writer())
+    try:
+        # the first failure wins: a writer whose reader went away must not leave the feeder
+        # blocked on a full queue (a hang), nor a bad input line wait for every cell before it
+        await asyncio.wait({feeder_task, writer_task}, return_when=asyncio.FIRST_EXCEPTION)
+        for part in (feeder_task, writer_task):
+            exc = part.exception() if part.done() else None
+            if exc is not None:
+                raise exc
     finally:
-        if writer_task is not None and not writer_task.done():
-            writer_task.cancel()
-        for t in list(in_flight):
+        for t in (feeder_task, writer_task, *in_flight):
             t.cancel()
+        await asyncio.gather(feeder_task, writer_task, *in_flight, return_exceptions=True)
         for st in sessions.values():
             if st.session is not None:
                 await st.session.close()

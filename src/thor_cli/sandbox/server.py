@@ -26,12 +26,14 @@ from thor_cli.log import log
 from thor_cli.records.schema import ExecResult
 from thor_cli.sandbox.config import SandboxConfig
 from thor_cli.sandbox.pool import SandboxPool, Session
+from thor_cli.sandbox.runner import timeout_problem
 
 
 def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
     from aiohttp import web
 
     sessions: dict[str, tuple[Session, float]] = {}
+    busy: dict[str, int] = {}  # session id -> cells running now
     ids = itertools.count(1)
 
     def js(obj: Any, status: int = 200) -> web.Response:
@@ -55,12 +57,20 @@ def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
         except orjson.JSONDecodeError:
             body = None
         timeout = body.get("timeout") if isinstance(body, dict) else None
-        if (not isinstance(body, dict) or not isinstance(body.get("code"), str) or (timeout is not None and (
-                isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < 1e9))):
-            # a timeout of 0 or less would let the cell run for ever on a shared worker
-            return js({"error": 'expected {"code": str, "timeout": positive number|null}'}, 400)
-        sessions[req.match_info["sid"]] = (entry[0], time.monotonic())
-        res = await entry[0].run(body["code"], None if timeout is None else float(timeout))
+        why = timeout_problem(timeout)  # 0 or less: the cell would run for ever; a tiny one kills the session
+        if not isinstance(body, dict) or not isinstance(body.get("code"), str) or why is not None:
+            what = f" (timeout: {why})" if isinstance(body, dict) and why else ""
+            return js({"error": f'expected {{"code": str, "timeout": seconds|null}}{what}'}, 400)
+        sid = req.match_info["sid"]
+        busy[sid] = busy.get(sid, 0) + 1  # the reaper leaves a session alone while a cell of it runs
+        try:
+            res = await entry[0].run(body["code"], None if timeout is None else float(timeout))
+        finally:
+            busy[sid] -= 1
+            if not busy[sid]:
+                del busy[sid]
+            if sid in sessions:
+                sessions[sid] = (entry[0], time.monotonic())  # idle from the end of its last cell
         return js(res.to_dict())
 
     async def delete(req: web.Request) -> web.Response:
@@ -77,17 +87,20 @@ def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
             await asyncio.sleep(min(idle_s, 30))
             now = time.monotonic()
             for sid, (sess, seen) in list(sessions.items()):
-                if now - seen > idle_s:
+                if now - seen > idle_s and sid not in busy:
                     sessions.pop(sid, None)
                     await sess.close()
 
-    reaper_key = web.AppKey("reaper", asyncio.Task)
+    # held here, not under a web.AppKey: making one looks for a module-level caller frame and
+    # fails when make_app runs in a thread's event loop
+    reaper_task: list[asyncio.Task[None]] = []
 
     async def on_startup(app: web.Application) -> None:
-        app[reaper_key] = asyncio.create_task(reaper())
+        reaper_task.append(asyncio.create_task(reaper()))
 
     async def on_cleanup(app: web.Application) -> None:
-        app[reaper_key].cancel()
+        for t in reaper_task:
+            t.cancel()
         await pool.close()
 
     app = web.Application(client_max_size=64 << 20)
@@ -177,10 +190,12 @@ class RemoteSandbox:
         try:
             async with self._http.request(method, self._base + path,
                                           data=None if body is None else orjson.dumps(body)) as r:
-                data = orjson.loads(await r.read())
-                if r.status != 200:
-                    raise SandboxError(f"sandbox server {self.url}: HTTP {r.status}: {data}")
-                return data
+                raw = await r.read()
+                if r.status != 200:  # aiohttp's own 404/405 answers are plain text, not JSON
+                    raise SandboxError(f"sandbox server {self.url}: HTTP {r.status} on {method} {path}: "
+                                       f"{raw[:500].decode('utf-8', 'replace')}",
+                                       "check the URL: it is http://HOST:PORT or unix:/path/to.sock of thor exec serve")
+                return orjson.loads(raw)
         except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as e:
             raise SandboxError(f"sandbox server {self.url} unreachable or broken ({e})",
                                "check that thor exec serve runs there") from None

@@ -227,12 +227,12 @@ def run_cell(req, env, out, err, pid1):
     if compiled is not None:
         if _signal.getsignal(_SIGALRM) is not _on_alarm:  # an earlier cell replaced or ignored it
             signal.signal(signal.SIGALRM, _on_alarm)  # (_signal: signal.getsignal's enum lookup costs µs)
-        _in_cell[0] = True
         t_run = time.perf_counter()
-        if timeout > 0:
-            signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
-            try:
+            try:  # the timer is armed in here: an interrupt that comes at once is still caught below
+                _in_cell[0] = True
+                if timeout > 0:
+                    signal.setitimer(signal.ITIMER_REAL, timeout)
                 exec(compiled, env)  # noqa: S102 -- running untrusted code is this process's job
             finally:  # a CellTimeout can come up to here (then it is caught below), never later
                 _in_cell[0] = False

@@ -158,3 +158,27 @@ def test_read_ahead_stays_bounded_behind_a_slow_first_cell(pool: SandboxPool, ru
 
     assert run(run_records(pool, source(), emit, ordered=True, max_pending=8), timeout=60) == 1600
     assert peak[0] <= 1024 + 8 + 2, peak[0]  # + what the input thread may hold (runner: 1024)
+
+
+def test_sessions_past_the_cap_are_closed_idle_longest_first_and_say_so(pool: SandboxPool,
+                                                                         run: Callable[..., Any]) -> None:
+    order = ["a", "b", "c", "a", "d", "b", "a", "d"]  # cap 3: d evicts b (idle longest), not a
+    seen = threading.Semaphore(0)
+
+    def source() -> Iterator[InputRecord]:  # one record at a time: the next after the last result
+        for i, name in enumerate(order):
+            if i:
+                assert seen.acquire(timeout=30)
+            code = f"x = '{name}'" if name not in order[:i] else "print(x)"
+            yield InputRecord({"i": i, "session": name, "code": code}, "t", i + 1)
+
+    out: list[dict[str, Any]] = []
+
+    def emit(rec: dict[str, Any]) -> None:
+        out.append(rec)
+        seen.release()
+
+    assert run(run_records(pool, source(), emit, max_sessions=3)) == len(order)
+    got = [(r["session"], r["exec"]["status"], r["exec"]["stdout"] or r["exec"]["error"] or "") for r in out]
+    assert got[3] == ("a", "ok", "a\n") and got[6] == ("a", "ok", "a\n") and got[7] == ("d", "ok", "d\n")
+    assert got[5][:2] == ("b", "sandbox_error") and "closed to bound memory" in got[5][2], got

@@ -73,6 +73,9 @@ def run(
     workers: Workers = None,
     max_output: MaxOutput = 10_000,
     unordered: Annotated[bool, typer.Option("--unordered", help="Write results as they finish, not in input order.")] = False,
+    max_sessions: Annotated[int, typer.Option("--max-sessions", help="Named sessions open at once (a few MB each); "
+                                              "past it the one idle longest is closed and its later cells get "
+                                              "sandbox_error.")] = 1024,
     resume: Resume = False,
     shard: ShardOpt = None,
     limit: Limit = None,
@@ -91,13 +94,15 @@ def run(
     from thor_cli.sandbox.runner import run_records
 
     cfg = _config(timeout, memory, workers, max_output)
+    if max_sessions < 1:
+        raise UsageError(f"--max-sessions: must be at least 1, got {max_sessions}", "e.g. --max-sessions 1024")
     params = resolved(dict(timeout=timeout, memory=memory, max_output=max_output))
     # a session's cells must stay together: shards split by session, not by line
     with open_stream("exec", inputs, output, resume=resume, shard=shard, limit=limit, config=params,
                      shard_unit=lambda r: r.get("session")) as st:
         async def go() -> None:
             async with SandboxPool(cfg) as pool:
-                await run_records(pool, st.records, st.emit, ordered=not unordered,
+                await run_records(pool, st.records, st.emit, ordered=not unordered, max_sessions=max_sessions,
                                   key=lambda rec, i: st.key(rec, sample=i), done=st.sink.done)
 
         asyncio.run(go())

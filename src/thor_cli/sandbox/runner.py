@@ -12,12 +12,14 @@ unfinished cells, its finished ones are replayed silently first so the session's
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from thor_cli.errors import InputError, SandboxError
+from thor_cli.log import log
 from thor_cli.records.jsonl import InputRecord
 from thor_cli.records.schema import ExecResult
 from thor_cli.sandbox.pool import SandboxPool, Session
@@ -94,8 +96,12 @@ async def _records_from_thread(records: Iterator[InputRecord]) -> AsyncIterator[
 
 async def run_records(pool: SandboxPool, records: Iterator[InputRecord], emit: Callable[[dict[str, Any]], None],
                       *, ordered: bool = True, key: Callable[[InputRecord, int], str] | None = None,
-                      done: set[str] | None = None, max_pending: int = 4096) -> int:
+                      done: set[str] | None = None, max_pending: int = 4096, max_sessions: int = 1024) -> int:
     """Run every cell record; ``emit(record_with_exec)`` in order (or as they finish). Returns count.
+
+    At most ``max_sessions`` named sessions stay open (each holds a few MB): past that, the one
+    idle longest is closed, and its later cells get a ``sandbox_error`` that says so -- never a
+    silent fresh interpreter.
 
     An error anywhere (a bad input line, the reader of the output gone) ends the run at once,
     never a hang: reading, running and writing are separate tasks and the first failure wins.
@@ -109,6 +115,27 @@ async def run_records(pool: SandboxPool, records: Iterator[InputRecord], emit: C
     # records read but not yet written (running, or done and waiting behind a slower one in
     # ordered mode): the semaphore bounds them, so memory stays bounded whatever the order
     sem = asyncio.Semaphore(max_pending)
+    live: collections.OrderedDict[int, _SessionState] = collections.OrderedDict()  # open, least recent first
+    evicted = [0]
+
+    async def make_room() -> None:
+        """Close the least recently used idle named sessions until one more fits."""
+        while len(live) >= max_sessions:
+            victim = next((v for v in live.values() if v.session is not None and (v.last is None or v.last.done())),
+                          None)
+            if victim is None:
+                return  # every open session has a cell queued: over the cap for a moment
+            live.pop(id(victim))
+            assert victim.session is not None
+            await victim.session.close()
+            victim.session = None
+            victim.broken = (f"closed to bound memory: more than {max_sessions} sessions were open at once "
+                             "(end finished sessions with \"end_session\": true, or raise --max-sessions)")
+            if not evicted[0]:
+                log.warning("exec: more than %d sessions open at once; closing the ones idle longest (their "
+                            "later cells get sandbox_error); end sessions with \"end_session\": true or raise "
+                            "--max-sessions", max_sessions)
+            evicted[0] += 1
 
     async def new_session(st: _SessionState | None) -> Session | ExecResult:
         """A session, or the sandbox_error result for a cell whose session could not be made."""
@@ -139,17 +166,22 @@ async def run_records(pool: SandboxPool, records: Iterator[InputRecord], emit: C
                 if prev is not None:
                     await asyncio.shield(prev)
                 if st.session is None and (code or not end):
+                    if st.broken is None:
+                        await make_room()
                     made = await new_session(st)
                     if isinstance(made, ExecResult):
                         res = made
                     else:
                         st.session = made
+                        live[id(st)] = st
                         for old_code, old_t in st.replay:  # resume: rebuild the state of this session
                             await made.run(old_code, old_t)
                         st.replay.clear()
                 if st.session is not None:
+                    live.move_to_end(id(st))
                     res = await st.session.run(code, timeout) if code or not end else None
                     if end:
+                        live.pop(id(st), None)
                         await st.session.close()
                         st.session = None
             finally:

@@ -46,29 +46,28 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def rss_kb(pid: int) -> int:
+def _proc_kb(path: str, field: str) -> int | None:
+    """The kB value of ``field`` in a /proc file (None when the process or the field is gone)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmRSS"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass
-    return 0
+    return None
+
+
+def rss_kb(pid: int) -> int:
+    return _proc_kb(f"/proc/{pid}/status", "VmRSS:") or 0
 
 
 def pss_kb(pid: int) -> int:
     """Proportional set size: shared pages split among the processes that share them, so the sum
     over the sandbox's processes is the memory it really holds (RSS would count the warm
     interpreter's pages once per session)."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return rss_kb(pid)
+    pss = _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
+    return rss_kb(pid) if pss is None else pss
 
 
 def zombies() -> int:

@@ -53,7 +53,7 @@ SERVE_EPILOG = examples(
 
 def _config(timeout: float, memory: int, workers: int | None, max_output: int) -> Any:
     from thor_cli.sandbox import SandboxConfig
-    from thor_cli.sandbox.runner import timeout_problem
+    from thor_cli.sandbox.config import timeout_problem
 
     # the sandbox reads 0 or less as "no limit" (or dies on it): a flag never silently means that
     if (why := timeout_problem(timeout)) is not None:

@@ -58,3 +58,19 @@ class SandboxConfig:
     @property
     def n_workers(self) -> int:
         return self.workers or len(os.sched_getaffinity(0)) or 1
+
+
+# A cell's timeout in seconds, wherever one comes in (records, flags, the server): no cell can
+# start within less than a millisecond, and from 1e9 up the interval timer overflows.
+MIN_TIMEOUT, MAX_TIMEOUT = 0.001, 1e9
+
+
+def timeout_problem(value: object) -> str | None:
+    """Why ``value`` is not a cell timeout (None when it is one; None itself means the default)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"expected a number of seconds, got {type(value).__name__}"
+    if not MIN_TIMEOUT <= value < MAX_TIMEOUT:  # also refuses NaN and infinity
+        return f"must be at least {MIN_TIMEOUT:g} and below {MAX_TIMEOUT:g} seconds, got {value!r}"
+    return None

@@ -22,6 +22,7 @@ from thor_cli.errors import InputError, SandboxError
 from thor_cli.log import log
 from thor_cli.records.jsonl import InputRecord
 from thor_cli.records.schema import ExecResult
+from thor_cli.sandbox.config import timeout_problem
 from thor_cli.sandbox.pool import SandboxPool, Session
 
 _END = object()
@@ -33,22 +34,6 @@ class _SessionState:
     last: asyncio.Future[Any] | None = None  # the previous cell of this session
     replay: list[tuple[str, float | None]] = field(default_factory=list)
     broken: str | None = None  # why its session could not be made (its later cells get that error)
-
-
-# A cell's timeout in seconds: below a millisecond the interrupt can come before the cell starts
-# (the session dies), from 1e9 up the interval timer overflows (every cell dies): refused.
-MIN_TIMEOUT, MAX_TIMEOUT = 0.001, 1e9
-
-
-def timeout_problem(value: object) -> str | None:
-    """Why ``value`` is not a cell timeout (None when it is one; None itself means the default)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"expected a number of seconds, got {type(value).__name__}"
-    if not MIN_TIMEOUT <= value < MAX_TIMEOUT:  # also refuses NaN and infinity
-        return f"must be at least {MIN_TIMEOUT:g} and below {MAX_TIMEOUT:g} seconds, got {value!r}"
-    return None
 
 
 def parse_cell(rec: InputRecord) -> tuple[str, str | None, float | None, bool]:
@@ -116,7 +101,7 @@ async def run_records(pool: SandboxPool, records: Iterator[InputRecord], emit: C
     # ordered mode): the semaphore bounds them, so memory stays bounded whatever the order
     sem = asyncio.Semaphore(max_pending)
     live: collections.OrderedDict[int, _SessionState] = collections.OrderedDict()  # open, least recent first
-    evicted = [0]
+    warned = [False]  # about closing sessions past the cap
 
     async def make_room() -> None:
         """Close the least recently used idle named sessions until one more fits."""
@@ -131,11 +116,11 @@ async def run_records(pool: SandboxPool, records: Iterator[InputRecord], emit: C
             victim.session = None
             victim.broken = (f"closed to bound memory: more than {max_sessions} sessions were open at once "
                              "(end finished sessions with \"end_session\": true, or raise --max-sessions)")
-            if not evicted[0]:
+            if not warned[0]:
                 log.warning("exec: more than %d sessions open at once; closing the ones idle longest (their "
                             "later cells get sandbox_error); end sessions with \"end_session\": true or raise "
                             "--max-sessions", max_sessions)
-            evicted[0] += 1
+            warned[0] = True
 
     async def new_session(st: _SessionState | None) -> Session | ExecResult:
         """A session, or the sandbox_error result for a cell whose session could not be made."""

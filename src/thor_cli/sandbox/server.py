@@ -24,9 +24,8 @@ import orjson
 from thor_cli.errors import SandboxError
 from thor_cli.log import log
 from thor_cli.records.schema import ExecResult
-from thor_cli.sandbox.config import SandboxConfig
+from thor_cli.sandbox.config import SandboxConfig, timeout_problem
 from thor_cli.sandbox.pool import SandboxPool, Session
-from thor_cli.sandbox.runner import timeout_problem
 
 
 def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
@@ -57,7 +56,7 @@ def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
         except orjson.JSONDecodeError:
             body = None
         timeout = body.get("timeout") if isinstance(body, dict) else None
-        why = timeout_problem(timeout)  # 0 or less: the cell would run for ever; a tiny one kills the session
+        why = timeout_problem(timeout)  # 0 or less would let the cell run for ever on a shared worker
         if not isinstance(body, dict) or not isinstance(body.get("code"), str) or why is not None:
             what = f" (timeout: {why})" if isinstance(body, dict) and why else ""
             return js({"error": f'expected {{"code": str, "timeout": seconds|null}}{what}'}, 400)

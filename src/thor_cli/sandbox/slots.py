@@ -25,7 +25,7 @@ class CellSlots:
     def __init__(self, n: int, slice_s: float = 0.0) -> None:
         if n < 1:
             raise ValueError("CellSlots needs at least one slot")
-        self.n, self.free, self.slice_s = n, n, slice_s
+        self.free, self.slice_s = n, slice_s
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._kept: dict[Any, tuple[float, int]] = {}  # owner -> (start of its run of cells, serial)
         self._serial = itertools.count()

@@ -58,10 +58,8 @@ class _Request:
 
 
 def _resolve(model: str) -> str:
-    try:
-        from thor_cli.models.resolve import resolve_model
-    except ImportError:  # the models module is optional for this backend: take the spec as is
-        return model
+    from thor_cli.models.resolve import resolve_model
+
     return resolve_model(model)
 
 

@@ -83,12 +83,9 @@ class OpenAIBackend:
     def _load_tokenizer(spec: str, max_context: int | None) -> tuple[Any, int]:
         from transformers import AutoConfig, AutoTokenizer
 
-        try:
-            from thor_cli.models.resolve import resolve_model
+        from thor_cli.models.resolve import resolve_model
 
-            path = resolve_model(spec)
-        except ImportError:
-            path = spec
+        path = resolve_model(spec)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as e:

@@ -37,12 +37,9 @@ class VLLMBackend:
         except ImportError as e:
             raise BackendError(f"vllm backend: vllm is not installed ({e})",
                                "pip install 'thor-cli[vllm]' on a machine with a CUDA GPU, or use --backend hf") from e
-        try:
-            from thor_cli.models.resolve import resolve_model
+        from thor_cli.models.resolve import resolve_model
 
-            path = resolve_model(model)
-        except ImportError:
-            path = model
+        path = resolve_model(model)
         kwargs: dict[str, Any] = dict(
             model=path, tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,

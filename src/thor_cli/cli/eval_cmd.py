@@ -96,6 +96,7 @@ def main(
     metrics need is kept). --limit is per benchmark.
     """
     import asyncio
+    import itertools
     import sys
 
     from thor_cli.errors import UsageError
@@ -109,8 +110,8 @@ def main(
     gcfg = GradeConfig(timeout=grade_timeout, code_timeout=timeout, code_memory_mb=memory)
     if grade_only:
         sink = OutputSink(output)
-        result = regrade((r.data for i, r in enumerate(iter_records(inputs or ["-"]))
-                          if limit is None or i < limit), EvalOptions(grade=gcfg), sink.write)
+        result = regrade((r.data for r in itertools.islice(iter_records(inputs or ["-"]), limit)),
+                         EvalOptions(grade=gcfg), sink.write)
         sink.commit()
     else:
         if not model:

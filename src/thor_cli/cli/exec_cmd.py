@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from thor_cli.cli.options import Config, Inputs, Limit, Output, Resume, ShardOpt, examples, resolved
+from thor_cli.cli.options import Config, Inputs, Limit, Output, Resume, ShardOpt, examples
 from thor_cli.errors import UsageError
 
 
@@ -96,7 +96,7 @@ def run(
     cfg = _config(timeout, memory, workers, max_output)
     if max_sessions < 1:
         raise UsageError(f"--max-sessions: must be at least 1, got {max_sessions}", "e.g. --max-sessions 1024")
-    params = resolved(dict(timeout=timeout, memory=memory, max_output=max_output))
+    params = dict(timeout=timeout, memory=memory, max_output=max_output)  # what determines results
     # a session's cells must stay together: shards split by session, not by line
     with open_stream("exec", inputs, output, resume=resume, shard=shard, limit=limit, config=params,
                      shard_unit=lambda r: r.get("session")) as st:

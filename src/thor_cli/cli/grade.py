@@ -15,7 +15,6 @@ from thor_cli.cli.options import (
     Resume,
     ShardOpt,
     examples,
-    resolved,
 )
 
 
@@ -51,8 +50,8 @@ def main(
 
     cfg = GradeConfig(pattern=pattern, timeout=timeout, workers=workers, gold_field=gold_field,
                       code_timeout=code_timeout)
-    params = resolved({"pattern": pattern, "timeout": timeout, "gold_field": gold_field,
-                       "code_timeout": code_timeout})
+    params = {"pattern": pattern, "timeout": timeout, "gold_field": gold_field,  # what determines results
+              "code_timeout": code_timeout}
     correct = total = 0
     with open_stream("grade", inputs, output, resume=resume, shard=shard, limit=limit, config=params,
                      fail_on_error=fail_on_error) as st, Grader(cfg) as grader:

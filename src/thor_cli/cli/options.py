@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -48,8 +48,3 @@ def examples(*lines: str) -> str:
     body = "\n\n".join(f"  $ {line}" for line in lines)
     return f"[bold]Examples[/bold]\n\n{body}"
 
-
-def resolved(params: dict[str, Any], *drop: str) -> dict[str, Any]:
-    """The options that determine results (for content keys and manifests)."""
-    skip = {"inputs", "output", "resume", "shard", "limit", "config", "fail_on_error", "verbose", "quiet", *drop}
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items() if k not in skip}

@@ -19,7 +19,7 @@ downstream re-tokenizes text.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from thor_cli.records.jsonl import get_field
 
@@ -36,7 +36,7 @@ StopReason = Literal[
     "round_done",  # continue_from(one_round=True) finished its one tool round
     "error",  # a backend or tool failure; see the record's "error"
 ]
-EXEC_STATUSES: tuple[str, ...] = ("ok", "error", "timeout", "memory", "killed", "sandbox_error")
+EXEC_STATUSES: tuple[str, ...] = get_args(ExecStatus)
 
 
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:

@@ -7,6 +7,7 @@ which are off -- never silently.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -84,7 +85,7 @@ def site_dirs(cfg: SandboxConfig) -> list[str]:
     return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
 
 
-def python_path(cfg: SandboxConfig, jailed: bool) -> str:
+def python_path(cfg: SandboxConfig) -> str:
     if cfg.python:
         return cfg.python
     # the pyenv Python under /root is unreadable inside the jail (FACTS.md); Debian's is not
@@ -93,6 +94,7 @@ def python_path(cfg: SandboxConfig, jailed: bool) -> str:
     return sys.executable
 
 
+@functools.cache
 def zygote_source() -> str:
     return (Path(__file__).with_name("zygote.py")).read_text(encoding="utf-8")
 
@@ -110,7 +112,7 @@ def worker_command(cfg: SandboxConfig, m: Machine, index: int, ctrl_fd: int) -> 
         "limits": {"memory_mb": cfg.memory_mb, "file_mb": cfg.file_mb, "cpu_s": cfg.cpu_s,
                    "nofile": cfg.nofile, "nproc": cfg.nproc},
     }
-    py = [python_path(cfg, m.jailed), "-S", "-B", "-E", "-c", zygote_source(), json.dumps(zcfg)]
+    py = [python_path(cfg), "-S", "-B", "-E", "-c", zygote_source(), json.dumps(zcfg)]
     if not m.jailed:
         return py
     assert m.nsjail is not None

@@ -297,11 +297,14 @@ class Session:
             return "ended"
 
     def _kill(self, why: str) -> None:
+        """End the session's process (once; the first reason stays) and our end of its channel."""
         if self._ended is None:
             self._ended = why
             self.worker.kill(self.sid)
         if self._writer is not None:
             self._writer.close()
+        elif self._sock is not None:  # never connected: the raw socket is still ours
+            self._sock.close()
 
     async def run(self, code: str, timeout: float | None = None) -> ExecResult:
         """Run one cell; never raises for anything the cell does (that is in the result)."""
@@ -393,13 +396,7 @@ class Session:
 
     async def close(self) -> None:
         """End the session and every process in it. Idempotent."""
-        if self._ended is None:
-            self._ended = "it was closed"
-            self.worker.kill(self.sid)
-        if self._writer is not None:
-            self._writer.close()
-        elif self._sock is not None:
-            self._sock.close()
+        self._kill("it was closed")
 
     async def __aenter__(self) -> Session:
         return self

@@ -181,8 +181,7 @@ def _on_alarm(signum, frame):
 def _reap_cell_processes():
     """As pid 1 of the session's namespace: kill everything the cell left running, reap it."""
     try:  # orphans are re-parented to pid 1: no child means nothing else runs in the namespace
-        if os.waitpid(-1, os.WNOHANG) == (0, 0):
-            pass
+        os.waitpid(-1, os.WNOHANG)
     except ChildProcessError:
         return
     try:
@@ -245,11 +244,8 @@ def run_cell(req, env, out, err, pid1):
             except BaseException:  # noqa: BLE001 -- the cell's own object
                 code_repr = "?"
             status, error, exit_after = "killed", f"SystemExit: the cell ended its interpreter (exit code {code_repr})", True
-        except MemoryError as e:
-            status, error = "memory", _format_exc(e)[1]
-            err.write(_format_exc(e)[0])
         except BaseException as e:  # noqa: BLE001 -- every exception of the cell is data
-            status = "error"
+            status = "memory" if isinstance(e, MemoryError) else "error"
             tb, error = _format_exc(e)
             err.write(tb)
         finally:
@@ -439,7 +435,7 @@ def session_main(sock, cfg, uid, pid1):
             return
         res, exit_after = run_cell(req, env, out, err, pid1)
         send_frame(sock, res)
-        if exit_after or req.get("end"):
+        if exit_after:
             return
 
 
@@ -470,7 +466,7 @@ _pyapi_fork = ctypes.PyDLL(None, use_errno=True).fork  # PyDLL: the GIL stays he
 _pyapi_fork.restype = ctypes.c_int
 
 
-def fork_session(ctrl, cfg, sid, uid, fd, pidns_fd):
+def fork_session(cfg, uid, fd, pidns_fd):
     """The session's pid, or OSError when it cannot be made (the worker's process or memory
     limit is reached, say); the zygote itself carries on either way."""
     try:
@@ -613,7 +609,7 @@ def main():
             req = json.loads(msg)
             if req["op"] == "fork":
                 try:
-                    pid = fork_session(ctrl, cfg, req["sid"], req["uid"], fds[0], pidns_fd)
+                    pid = fork_session(cfg, req["uid"], fds[0], pidns_fd)
                     pids[pid], sids[req["sid"]] = req["sid"], pid
                 except OSError as e:  # this session is not made; the others go on
                     ctrl.send(json.dumps({"op": "exit", "sid": req["sid"], "code": None, "signal": None,

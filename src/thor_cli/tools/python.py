@@ -14,15 +14,11 @@ from thor_cli.records.schema import ExecResult
 
 
 class _PySession:
-    def __init__(self, sess: Any, timeout: float | None) -> None:
+    def __init__(self, sess: Any) -> None:
         self._sess = sess
-        self._timeout = timeout
 
     async def run(self, call: str) -> ExecResult:
-        res = await self._sess.run(call, timeout=self._timeout)
-        if isinstance(res, dict):
-            res = ExecResult.from_dict(res)
-        return res  # type: ignore[no-any-return]
+        return await self._sess.run(call)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         try:
@@ -38,11 +34,10 @@ class PythonTool:
     stateful = True
 
     def __init__(self, *, timeout: float = 10.0, memory_mb: int = 1024, workers: int | None = None,
-                 pool: Any = None, **sandbox_options: Any) -> None:
+                 pool: Any = None) -> None:
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.workers = workers
-        self.sandbox_options = sandbox_options
         self._pool = pool
         self._own_pool = pool is None
         self._started = False
@@ -55,10 +50,8 @@ class PythonTool:
                 from thor_cli.sandbox import SandboxConfig, SandboxPool
             except ImportError as e:
                 raise SandboxError(f"the sandbox is not available ({e})", "reinstall thor") from None
-            opts: dict[str, Any] = {"timeout": self.timeout, "memory_mb": self.memory_mb, **self.sandbox_options}
-            if self.workers:
-                opts["workers"] = self.workers
-            self._pool = SandboxPool(SandboxConfig(**opts))
+            self._pool = SandboxPool(SandboxConfig(timeout=self.timeout, memory_mb=self.memory_mb,
+                                                   workers=self.workers or None))
         if self._own_pool:
             await self._pool.__aenter__()
         self._started = True
@@ -67,7 +60,7 @@ class PythonTool:
         if not self._started:
             await self.start()
         sess = await self._pool.session()
-        return _PySession(sess, None)
+        return _PySession(sess)
 
     async def close(self) -> None:
         if self._started and self._own_pool and self._pool is not None:

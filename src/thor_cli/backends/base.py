@@ -18,6 +18,7 @@ Contract (every backend, tested in tests/backends/):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -55,3 +56,13 @@ class Backend(Protocol):
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> Completion: ...
 
     async def close(self) -> None: ...
+
+
+def raw_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
+    """``ids -> text`` with special tokens kept and no clean-up of spaces. A fast tokenizer's Rust
+    decoder gives the same text as ``tokenizer.decode(..., clean_up_tokenization_spaces=False)`` at
+    a fraction of the cost, which matters on the per-token and per-turn paths."""
+    fast = getattr(tokenizer, "backend_tokenizer", None)
+    if fast is not None:
+        return lambda ids: str(fast.decode(ids, skip_special_tokens=False))
+    return lambda ids: str(tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from thor_cli.backends.base import Completion, FinishReason, SamplingParams
+from thor_cli.backends.base import Completion, FinishReason, SamplingParams, raw_decoder
 from thor_cli.errors import BackendError, ThorError
 from thor_cli.log import log
 
@@ -93,6 +93,7 @@ class HFBackend:
             kwargs["attn_implementation"] = attn_implementation
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            self._text_of = raw_decoder(self.tokenizer)  # per sampled token (stop strings): built once
             loader: Any = AutoModelForCausalLM
             self.model: Any = loader.from_pretrained(path, **kwargs).to(self.device).eval()
         except ThorError:
@@ -292,8 +293,7 @@ class HFBackend:
         if tok in self.eos_ids:
             return "eos", None
         if r.stop_window:
-            tail = str(self.tokenizer.decode(r.ids[-r.stop_window:], skip_special_tokens=False,
-                                             clean_up_tokenization_spaces=False))
+            tail = self._text_of(r.ids[-r.stop_window:])
             hits = [(tail.find(s) + len(s), s) for s in r.params.stop if s and s in tail]
             if hits:
                 return "stop", min(hits)[1]

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from thor_cli.backends.base import Completion, SamplingParams
+from thor_cli.backends.base import Completion, SamplingParams, raw_decoder
 from thor_cli.errors import BackendError, UsageError
 
 Script = Sequence[str] | Callable[[str, list[int], int], str]
@@ -57,9 +57,7 @@ class ScriptedBackend:
         self.give_logprobs = logprobs
         self.decode_prompts = decode_prompts
         self.eos_id: int | None = tokenizer.eos_token_id
-        fast = getattr(tokenizer, "backend_tokenizer", None)
-        self._decode = (lambda ids: fast.decode(ids, skip_special_tokens=False)) if fast is not None else (
-            lambda ids: tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+        self._decode = raw_decoder(tokenizer)
         self.calls: list[tuple[list[int], SamplingParams, Completion]] = []
         self._n = 0
         self.busy_s = 0.0  # seconds spent in simulated generation (delay), summed over calls

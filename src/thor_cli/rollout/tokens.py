@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from thor_cli.backends.base import raw_decoder
 from thor_cli.errors import InputError
 
 
@@ -19,9 +20,7 @@ class Tok:
     def __init__(self, tokenizer: Any) -> None:
         self.tk = tokenizer
         self.eos_id: int | None = tokenizer.eos_token_id
-        # The Rust tokenizer decodes the same text as tokenizer.decode(..., clean_up_tokenization_spaces=False)
-        # at a fraction of the cost; decoding is the engine's hot path.
-        self._fast = getattr(tokenizer, "backend_tokenizer", None)
+        self._decode = raw_decoder(tokenizer)  # the engine's hot path: the Rust decoder when there is one
         self._enc: dict[str, list[int]] = {}
 
     def encode(self, text: str) -> list[int]:
@@ -36,9 +35,7 @@ class Tok:
         """Text of ``ids``; a trailing EOS is not shown (the id stays in the turn)."""
         if ids and ids[-1] == self.eos_id:
             ids = ids[:-1]
-        if self._fast is not None:
-            return str(self._fast.decode(ids, skip_special_tokens=False))
-        return str(self.tk.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+        return self._decode(ids)
 
     def split_at(self, ids: list[int], text: str, char: int) -> int:
         """Token index k where a segment starting at ``text[char]`` begins: decode(ids[:k]) is a

@@ -216,27 +216,29 @@ class OutputSink:
         self._out = self._file
 
     def _read_keys(self, path: Path) -> tuple[set[str], int]:
-        """Keys of the records already done; failed records are removed from the file (retried)."""
+        """Keys of the records already done; failed records are removed from the file (retried).
+        The file is rewritten only when some failed (a big output is not copied on every resume);
+        every line ends in a newline here (_drop_torn_tail ran first)."""
         keys: set[str] = set()
-        failed = 0
-        tmp = path.with_name(path.name + ".tmp")
-        with open(path, "rb") as f, open(tmp, "wb") as kept:
+        failed: list[int] = []  # their line numbers
+        with open(path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
                 if not raw.strip():
                     continue
                 rec = loads_line(raw, path=str(path), line=lineno)
                 if rec.get("error"):
-                    failed += 1
+                    failed.append(lineno)
                     continue
-                kept.write(raw if raw.endswith(b"\n") else raw + b"\n")
                 key = (rec.get(KEYS_FIELD) or {}).get(self.stage)
                 if key:
                     keys.add(key)
         if failed:
+            drop = set(failed)
+            tmp = path.with_name(path.name + ".tmp")
+            with open(path, "rb") as f, open(tmp, "wb") as kept:
+                kept.writelines(raw for lineno, raw in enumerate(f, 1) if raw.strip() and lineno not in drop)
             os.replace(tmp, path)
-        else:
-            tmp.unlink()
-        return keys, failed
+        return keys, len(failed)
 
     def write(self, record: dict[str, Any]) -> None:
         """Write one whole line and flush. Raises PipeClosed when stdout's reader went away."""

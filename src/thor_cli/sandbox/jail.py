@@ -75,6 +75,8 @@ def probe(cfg: SandboxConfig) -> Machine:
             off.append("memory cgroup (run shell/setup-sandbox.sh as root)")
     if not cfg.session_net and jailed:
         off.append("per-session network namespace (sessions of one worker share lo)")
+    if cfg.seccomp and os.uname().machine != "x86_64":
+        off.append("seccomp filter (built for x86_64 only)")
     return Machine(jailed=jailed, uid_range=uid_range, cgroups=cgroups, off=off, nsjail=nsj)
 
 

@@ -16,7 +16,7 @@ Control socket (SOCK_SEQPACKET, JSON messages), host -> zygote:
 ``{"op": "exit", "sid": N, "code": C, "signal": S}`` when a session's process ends.
 
 Session socket (SOCK_STREAM, 4-byte big-endian length + JSON): the session first sends
-``{"hello": true, "off": [...]}`` (or ``{"setup_error": "..."}``), then answers each
+``{"hello": true}`` (or ``{"setup_error": "..."}``), then answers each
 ``{"code": str, "timeout": float, "max_output": int}`` with
 ``{"status", "stdout", "stderr", "error", "truncated", "duration_ms"}``.
 """
@@ -302,8 +302,8 @@ def recv_frame(sock):
 
 # ---------------------------------------------------------------- one session
 def _setup_session(cfg, uid):
-    """In the forked child: namespaces, mounts, limits, then drop to ``uid``. Returns what is off."""
-    off = []
+    """In the forked child: namespaces, mounts, limits, then drop to ``uid``. What this cannot do
+    on a machine (no jail, no uid range, seccomp off x86_64) the host's probe reports (jail.probe)."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.setsid()
     if cfg["jailed"]:
@@ -315,15 +315,12 @@ def _setup_session(cfg, uid):
         _check(_libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts), "mount /tmp")
         if os.path.isdir("/dev/shm"):  # a private one per session, inside the same size budget
             _check(_libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, opts), "mount /dev/shm")
-    else:
-        off.append("namespaces")
     lim = cfg["limits"]
     for name, value in (("RLIMIT_AS", lim["memory_mb"] << 20), ("RLIMIT_FSIZE", lim["file_mb"] << 20),
                         ("RLIMIT_CPU", lim["cpu_s"]), ("RLIMIT_NOFILE", lim["nofile"]),
                         ("RLIMIT_CORE", 0), ("RLIMIT_NPROC", lim["nproc"])):
         if name == "RLIMIT_NPROC" and not cfg["uid_range"]:
-            off.append("per-session process limit")  # RLIMIT_NPROC counts per uid: shared otherwise
-            continue
+            continue  # RLIMIT_NPROC counts per uid: without a uid per session it would be shared
         resource.setrlimit(getattr(resource, name), (value, value))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full file is an OSError, not a dead session
     if cfg["uid_range"]:
@@ -332,13 +329,9 @@ def _setup_session(cfg, uid):
         os.setresuid(uid, uid, uid)  # non-zero uid: every capability is gone
     elif cfg["jailed"]:
         _drop_caps()
-        off.append("per-session uid")
     os.chdir("/tmp")
     if cfg.get("seccomp") and os.uname().machine == "x86_64":
         install_seccomp()  # last: the set-up above needs mount and unshare
-    elif cfg.get("seccomp"):
-        off.append("seccomp filter (built for x86_64 only)")
-    return off
 
 
 # ---------------------------------------------------------------- seccomp
@@ -418,7 +411,7 @@ def _drop_caps():
 
 def session_main(sock, cfg, uid, pid1):
     try:
-        off = _setup_session(cfg, uid)
+        _setup_session(cfg, uid)
     except BaseException as e:  # noqa: BLE001 -- report, never hang the host
         send_frame(sock, {"setup_error": f"{type(e).__name__}: {e}"})
         return
@@ -427,7 +420,7 @@ def session_main(sock, cfg, uid, pid1):
     out, err = Capture(1), Capture(2)
     os.environ.clear()
     os.environ.update(cfg["env"])
-    send_frame(sock, {"hello": True, "off": off})
+    send_frame(sock, {"hello": True})
     signal.signal(signal.SIGALRM, _on_alarm)
     while True:
         req = recv_frame(sock)

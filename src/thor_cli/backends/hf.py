@@ -101,7 +101,6 @@ class HFBackend:
         except (OSError, ValueError) as e:
             raise BackendError(f"hf backend: cannot load model {model!r} ({e})",
                                "pass a checkpoint folder, a cached name (thor models list) or an HF id") from e
-        self.model_path = path
         config = self.model.config.get_text_config(decoder=True)
         self.max_context = int(getattr(config, "max_position_embeddings", 0) or 0) or int(
             min(getattr(self.tokenizer, "model_max_length", 32768), 1 << 20))
@@ -125,8 +124,6 @@ class HFBackend:
         self._mask: Any = None  # (B, T) long, 1 = real token
         self._pos: Any = None  # (B,) position of the token fed next
         self._next: Any = None  # (B,) the last sampled token, not yet in the cache
-        self.steps = 0
-        self.prefills = 0
         log.debug("hf backend: %s on %s (%s), max_context %d", path, self.device, self.model.dtype, self.max_context)
 
     def _eos_ids(self) -> set[int]:
@@ -263,11 +260,9 @@ class HFBackend:
             first = len(self._rows)
             self._merge(new, cache, mask, pos)
             rows = range(first, len(self._rows))
-            self.prefills += 1
         elif self._rows:
             logits = self._decode()
             rows = range(len(self._rows))
-            self.steps += 1
         else:
             return
         tokens, logprobs = self._sample(logits, [self._rows[i] for i in rows])

@@ -168,8 +168,7 @@ class TrajState:
         traj = Trajectory(protocol=protocol.name, turns=self.turns, retries=self.retries,
                           final_answer=protocol.final_answer(self.model_text()), stop_reason=self.stop_reason,  # type: ignore[arg-type]
                           n_tool_calls=self.n_calls, n_corrections=self.n_corrections)
-        td = trajectory_dict(traj)
-        out: dict[str, Any] = {"sample": sample, "trajectory": td, "error": error}
+        out: dict[str, Any] = {"sample": sample, "trajectory": traj.to_dict(), "error": error}
         if not keep_ids:
             return drop_ids(out)
         out["prompt_ids"] = list(self.prompt_ids)
@@ -180,8 +179,3 @@ class TrajState:
                                        for lp in (t.logprobs if t.sampled and t.logprobs is not None else [0.0] * len(t.ids))]
                                       if have else None)
         return out
-
-
-def trajectory_dict(traj: Trajectory) -> dict[str, Any]:
-    """``Trajectory.to_dict()`` (kept as a name for callers; the schema's to_dict is shallow and fast)."""
-    return traj.to_dict()

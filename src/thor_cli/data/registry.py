@@ -6,14 +6,14 @@ Each benchmark is one JSONL file of problem records in ``data/benchmarks/`` (bui
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
-
 from thor_cli.errors import UsageError
+from thor_cli.records.jsonl import iter_records
 
 BENCHMARK_DIR = Path(__file__).parent / "benchmarks"
 
@@ -53,11 +53,5 @@ def load_benchmark(name: str, limit: int | None = None) -> Iterator[dict[str, An
     path = benchmark_path(name)
     if limit is not None and limit < 0:
         raise UsageError(f"--limit {limit}: must be >= 0", None)
-    with open(path, "rb") as f:
-        n = 0
-        for raw in f:
-            if limit is not None and n >= limit:
-                return
-            if raw.strip():
-                n += 1
-                yield orjson.loads(raw)
+    for rec in itertools.islice(iter_records([str(path)]), limit):
+        yield rec.data

@@ -18,9 +18,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from thor_cli.errors import InputError, SandboxError, UsageError
+from thor_cli.records.jsonl import iter_records
 from thor_cli.records.schema import ExecResult
 
 
@@ -46,17 +45,10 @@ def load_corpus(path: str | Path) -> list[dict[str, Any]]:
     if not p.is_file():
         raise UsageError(f"--search-corpus {path}: file not found", "pass a JSONL file of {\"id\", \"contents\"}")
     docs = []
-    with p.open("rb") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise InputError(f"not JSON ({e})", path=str(p), line=n) from None
-            if not isinstance(doc, dict) or not ("contents" in doc or "text" in doc):
-                raise InputError('a passage needs "contents" or "text"', path=str(p), line=n, field="contents")
-            docs.append(doc)
+    for rec in iter_records([str(p)]):  # names file and line of a bad one
+        if not ("contents" in rec.data or "text" in rec.data):
+            raise InputError('a passage needs "contents" or "text"', path=rec.path, line=rec.line, field="contents")
+        docs.append(rec.data)
     if not docs:
         raise InputError("the corpus is empty", path=str(p))
     return docs

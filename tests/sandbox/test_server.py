@@ -30,12 +30,15 @@ def test_serve_and_connect(tmp_path: Path) -> None:
                 async with await pool.session() as a, await pool.session() as b:
                     out = [await a.run("x = 6"), await b.run("print('x' in dir())"), await a.run("print(x * 7)")]
                     out.append(await a.run("while True:\n    x = 1", timeout=0.3))
+                    out.append(a.alive)  # the soft timeout interrupted the loop: still alive
                     out.append(await a.run("import os\nos._exit(1)"))
+                    out.append(a.alive)  # the server said so
                     return out
 
-        set_x, other, got, slow, dead = asyncio.run(go())
+        set_x, other, got, slow, alive_after_timeout, dead, alive_after_exit = asyncio.run(go())
         assert set_x.status == "ok" and other.stdout == "False\n" and got.stdout == "42\n"
         assert slow.status == "timeout" and dead.status in ("killed",)
+        assert alive_after_timeout is True and alive_after_exit is False
     finally:
         proc.terminate()
         proc.wait(10)

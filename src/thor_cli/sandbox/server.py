@@ -50,7 +50,8 @@ def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
     async def run(req: web.Request) -> web.Response:
         entry = sessions.get(req.match_info["sid"])
         if entry is None:
-            return js(ExecResult("killed", error="SessionClosed: no such session (closed, or idle too long)").to_dict())
+            return js({**ExecResult("killed", error="SessionClosed: no such session (closed, or idle too long)").to_dict(),
+                       "alive": False})
         try:
             body = orjson.loads(await req.read())
         except orjson.JSONDecodeError:
@@ -70,7 +71,7 @@ def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
                 del busy[sid]
             if sid in sessions:
                 sessions[sid] = (entry[0], time.monotonic())  # idle from the end of its last cell
-        return js(res.to_dict())
+        return js({**res.to_dict(), "alive": entry[0].alive})  # the client needs no guess from the text
 
     async def delete(req: web.Request) -> web.Response:
         entry = sessions.pop(req.match_info["sid"], None)
@@ -141,10 +142,8 @@ class RemoteSession:
             data = await self.client._call("POST", f"/sessions/{self.sid}/run", {"code": code, "timeout": timeout})
         except SandboxError as e:
             return ExecResult("sandbox_error", error=f"SandboxError: {e}")
-        res = ExecResult.from_dict(data)
-        if res.status == "killed" or (res.status == "timeout" and "session was killed" in (res.error or "")):
-            self.alive = False
-        return res
+        self.alive = bool(data.pop("alive", False))
+        return ExecResult.from_dict(data)
 
     async def close(self) -> None:
         if self.alive:

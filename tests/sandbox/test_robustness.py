@@ -94,6 +94,8 @@ def test_server_refuses_a_timeout_that_is_not_a_positive_number(tmp_path) -> Non
     seen: list[Any] = []
 
     class FakeSession:
+        alive = True
+
         async def run(self, code: str, timeout: float | None) -> ExecResult:
             seen.append(timeout)
             return ExecResult("ok")

@@ -22,7 +22,7 @@ from thor_cli.sandbox.pool import _Worker
 
 def _detached_worker() -> tuple[_Worker, socket.socket]:
     """A _Worker whose control socket is one end of a pair we hold the other end of (no jail)."""
-    w = _Worker(SimpleNamespace(cfg=SandboxConfig(), closing=True), 0)  # type: ignore[arg-type]
+    w = _Worker(SimpleNamespace(cfg=SandboxConfig(), closing=True, _cpus=[]), 0)  # type: ignore[arg-type]
     ours, zygote = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setblocking(False)
     zygote.setblocking(False)
@@ -94,15 +94,12 @@ def test_a_failed_fork_gives_its_slot_back(pool, run, monkeypatch) -> None:
 
 
 def test_a_session_that_does_not_start_is_a_sandbox_error(pool, run) -> None:
-    async def never(max_bytes: int) -> None:
-        await asyncio.sleep(3600)
-
     async def go() -> Any:
         cfg = pool.cfg
         pool.cfg = dataclasses.replace(cfg, start_timeout=0.2)
         try:
             async with await pool.session() as s:
-                s._read_frame = never  # its hello never comes
+                s._on_frame = lambda frame: None  # type: ignore[method-assign]  # its hello never comes
                 return await s.run("print(1)", timeout=30)
         finally:
             pool.cfg = cfg

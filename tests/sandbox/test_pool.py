@@ -6,6 +6,7 @@ import asyncio
 import os
 
 import pytest
+from tests.sandbox.conftest import TEST_CONFIG
 
 from thor_cli.records.schema import ExecResult
 from thor_cli.sandbox import SandboxConfig, SandboxPool
@@ -112,3 +113,24 @@ def test_warm_heap_is_in_huge_pages_and_can_be_turned_off(pool, run) -> None:
 def test_stdout_buffer_takes_bytes(cells) -> None:
     (res,) = cells("import sys\nsys.stdout.buffer.write('héllo\\n'.encode())\nsys.stdout.buffer.flush()\nprint('ok')")
     assert res.status == "ok" and res.stdout == "héllo\nok\n", res
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+def test_cells_running_at_once_run_on_cores_of_their_own(pool, run) -> None:
+    cell = "import os, time\ntime.sleep(0.3)\nprint(sorted(os.sched_getaffinity(0)))"
+
+    async def go(p: SandboxPool) -> list[str]:
+        async def one() -> str:
+            async with await p.session() as s:
+                return (await s.run(cell)).stdout.strip()
+
+        return list(await asyncio.gather(one(), one()))
+
+    a, b = run(go(pool))  # the shared pool has two slots: both cells run at once
+    assert a != b and len(eval(a)) == len(eval(b)) == 1, (a, b)  # one core each, not the same one
+
+    async def unpinned() -> list[str]:
+        async with SandboxPool(SandboxConfig(**{**TEST_CONFIG, "pin_cells": False})) as p:
+            return await go(p)
+
+    assert run(unpinned()) == [str(sorted(os.sched_getaffinity(0)))] * 2  # the kernel places them

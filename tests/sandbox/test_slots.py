@@ -1,5 +1,6 @@
-"""CellSlots: never more than n cells at once; first come, first served; a session whose next cell
-is already there keeps its slot only within its time slice; cancelled waiters leak nothing."""
+"""CellSlots: never more than n cells at once; first come, first served; the next waiter starts
+inside release itself; a session whose next cell is already there keeps its slot only within its
+time slice; cancelled and withdrawn waiters leak nothing."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from thor_cli.sandbox.slots import CellSlots
 
 
 async def _one_cell(slots: CellSlots, owner: str, order: list[str], seconds: float = 0.0) -> None:
-    tok = await slots.acquire(owner)
+    await slots.acquire(owner)
     order.append(owner)
     if seconds:
         await asyncio.sleep(seconds)
-    slots.release(owner, tok)
+    slots.release(owner)
 
 
 def test_never_more_than_n_at_once_and_every_slot_comes_back() -> None:
@@ -24,12 +25,12 @@ def test_never_more_than_n_at_once_and_every_slot_comes_back() -> None:
         async def owner(i: int) -> None:
             rng = random.Random(i)
             for _ in range(20):
-                tok = await slots.acquire(i)
+                await slots.acquire(i)
                 held[0] += 1
                 peak[0] = max(peak[0], held[0])
                 await asyncio.sleep(rng.random() / 2000)
                 held[0] -= 1
-                slots.release(i, tok)
+                slots.release(i)
 
         await asyncio.gather(*(owner(i) for i in range(12)))
         await asyncio.sleep(0)  # a slot kept for its owner comes back on the loop's next turn
@@ -79,17 +80,51 @@ def test_a_slot_its_owner_does_not_ask_for_again_at_once_goes_to_the_next_waiter
 def test_cancelled_waiters_leak_no_slot() -> None:
     async def go() -> int:
         slots = CellSlots(1)
-        tok = await slots.acquire("a")
+        await slots.acquire("a")
         waiters = [asyncio.ensure_future(slots.acquire(f"w{i}")) for i in range(4)]
         await asyncio.sleep(0)
         waiters[0].cancel()
         waiters[2].cancel()
-        slots.release("a", tok)  # w0 is cancelled: w1 gets it
+        slots.release("a")  # w0 is cancelled: w1 gets it
         waiters[1].cancel()  # granted, then cancelled before it ran: passed on to w3
         await asyncio.gather(*waiters, return_exceptions=True)
         assert waiters[3].done() and not waiters[3].cancelled()
-        slots.release("w3", waiters[3].result())
+        slots.release("w3")
         await asyncio.sleep(0)
         return slots.free
 
     assert asyncio.run(go()) == 1
+
+
+def test_release_starts_the_next_waiter_before_returning() -> None:
+    async def go() -> list[str]:
+        slots, events = CellSlots(1), []
+        assert slots.request("a", lambda: events.append("a starts")) is None  # a free slot: at once
+        tb = slots.request("b", lambda: events.append("b starts"))
+        tc = slots.request("c", lambda: events.append("c starts"))
+        assert tb is not None and tc is not None and events == ["a starts"]
+        assert slots.withdraw(tb) and not slots.withdraw(tb)  # b leaves the queue before its turn
+        slots.release("a")
+        events.append("release returned")
+        assert not slots.withdraw(tc)  # served already
+        slots.release("c")
+        return [*events, f"free {slots.free}"]
+
+    assert asyncio.run(go()) == ["a starts", "c starts", "release returned", "free 1"]
+
+
+
+def test_the_session_with_the_fewest_cells_goes_first_unless_one_waited_too_long() -> None:
+    async def go(pause: float) -> list[str]:
+        slots, order = CellSlots(1, max_wait_s=0.05), []
+        await slots.acquire("holder")
+        slots.request("behind", lambda: order.append("behind"), rank=9)
+        await asyncio.sleep(pause)
+        for name, rank in (("new", 0), ("early", 2), ("early too", 2)):
+            slots.request(name, lambda name=name: order.append(name), rank=rank)
+        for owner in ("holder", "x", "y", "z"):
+            slots.release(order[-1] if order else owner)
+        return order
+
+    assert asyncio.run(go(0.0)) == ["new", "early", "early too", "behind"]  # ties: first come first
+    assert asyncio.run(go(0.08)) == ["behind", "new", "early", "early too"]  # it waited past 0.05 s

@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from exec_bench import cpu_ticks, mixed_workload, run_workload  # noqa: E402
 
+from thor_cli import aio
 from thor_cli.sandbox import SandboxConfig, SandboxPool  # noqa: E402
 from thor_cli.sandbox.jail import site_dirs  # noqa: E402
 
@@ -116,7 +117,7 @@ def main() -> None:
     if p.returncode != 0:
         sys.exit(f"floor run failed:\n{p.stderr}")
     floor = json.loads(p.stdout)
-    every, few = asyncio.run(sandbox_runs(work, workers, args.repeats))
+    every, few = aio.run(sandbox_runs(work, workers, args.repeats))
 
     def row(name: str, runs: Runs) -> tuple[str, float]:
         wall = statistics.median(r[0] for r in runs)
@@ -124,7 +125,7 @@ def main() -> None:
         idle = statistics.median(r[2] for r in runs)
         return (f"{name:<44} {n / wall:>7,.0f} cells/s  {wall:5.2f} s  busy {busy:4.2f} core-s  idle {idle:4.2f}"), wall
 
-    print(f"mixed workload, {n} cells in {len(work)} sessions, {workers} at a time, {os.cpu_count()} cores; "
+    print(f"mixed workload ({aio.loop_name()} event loop), {n} cells in {len(work)} sessions, {workers} at a time, {os.cpu_count()} cores; "
           f"medians of {args.repeats} runs (floor heap in huge pages: {floor['hugepages_mb']} MiB)")
     line_f, wall_f = row("floor: fork per session, cells in-process", floor["runs"])
     line_s, wall_s = row("thor sandbox, all 100 sessions open at once", every)

@@ -16,6 +16,7 @@ import os
 import random
 import time
 
+from thor_cli import aio
 from thor_cli.sandbox import SandboxConfig, SandboxPool
 
 CELLS = [
@@ -124,4 +125,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    aio.run(main())

@@ -134,3 +134,21 @@ def test_cells_running_at_once_run_on_cores_of_their_own(pool, run) -> None:
             return await go(p)
 
     assert run(unpinned()) == [str(sorted(os.sched_getaffinity(0)))] * 2  # the kernel places them
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_sessions_work_on_either_event_loop(loop: str) -> None:
+    """thor runs on uvloop (thor_cli/aio.py); a library caller may bring asyncio's own loop."""
+    factory = asyncio.new_event_loop if loop == "asyncio" else pytest.importorskip("uvloop").new_event_loop
+
+    async def go() -> list[tuple[str, str]]:
+        async with SandboxPool(SandboxConfig(**{**TEST_CONFIG, "workers": 1})) as p:
+            async with await p.session() as s:
+                out = [await s.run("x = 41"), await s.run("print(x + 1)"), await s.run("1/0"),
+                       await s.run("while True:\n    pass", timeout=0.3), await s.run("import os\nos._exit(3)"),
+                       await s.run("print(1)")]
+        return [(r.status, r.stdout) for r in out]
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        got = runner.run(go())
+    assert got == [("ok", ""), ("ok", "42\n"), ("error", ""), ("timeout", ""), ("killed", ""), ("killed", "")], got

@@ -95,10 +95,10 @@ def main(
     time); --summary writes it as JSON. Reads all records for the summary (bounded: only what
     metrics need is kept). --limit is per benchmark.
     """
-    import asyncio
     import itertools
     import sys
 
+    from thor_cli import aio
     from thor_cli.errors import UsageError
     from thor_cli.evaluate import EvalOptions, print_summary, summary_of_file
     from thor_cli.evaluate import grade_only as regrade
@@ -186,7 +186,7 @@ def main(
             sink.write(rec)  # raises PipeClosed when the reader of stdout went away
 
         try:
-            result = asyncio.run(go())
+            result = aio.run(go())
         except BaseException:
             sink.abort()
             raise

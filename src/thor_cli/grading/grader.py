@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from thor_cli import aio
 from thor_cli.errors import SandboxError
 from thor_cli.grading.code import grade_code
 from thor_cli.grading.extract import prediction
@@ -144,7 +145,7 @@ class Grader:
             return self.grade_math(records)
         with self._loop_lock:  # one batch at a time on the private loop
             if self._loop is None:
-                self._loop = asyncio.new_event_loop()
+                self._loop = aio.new_event_loop()
             return self._loop.run_until_complete(self.agrade(records, sandbox=self._sandbox))
 
 

@@ -21,7 +21,10 @@ once in the zygote. A session then costs about 5 ms of CPU from fork to exit on 
 most of it the kernel's (fork, the network namespace, exit). What is left is copy-on-write:
 CPython 3.11 writes the reference count of every object a cell touches, so a session's first
 sympy cell copies ~1,900 pages of the warm interpreter (~8 ms against ~3 ms for the same cell
-in a session that already ran one). That cost is per session, not per cell.
+in a session that already ran one). That cost is per session, not per cell. Per cell, the host
+hands a finished cell's slot to the next waiting one inside the callback that read the reply,
+and pins executing cells to cores of their own (``pin_cells``): left to the kernel, a woken
+session often waited behind the host on one core while the other idled.
 
 Covers (each has an adversarial test in tests/sandbox/test_isolation.py):
 - user, pid, mount, net, ipc, uts namespaces per worker; per session again pid, mount, ipc, uts and

@@ -4,10 +4,12 @@
         async with await pool.session() as sess:
             res = await sess.run("x = 1\\nprint(x)")   # ExecResult(status="ok", stdout="1\\n", ...)
 
-One asyncio event loop drives everything: each session's socket is read with asyncio streams, so
-hundreds of sessions can be used from as many coroutines at once. At most ``workers`` cells
-execute at the same time (slots.CellSlots), so a cell's wall-clock timeout measures its own run,
-not its wait for a core.
+One event loop drives everything (asyncio's or uvloop's): each session's socket is read by a
+Protocol that cuts it into frames, so hundreds of sessions can be used from as many coroutines at
+once. At most ``workers`` cells execute at the same time (slots.CellSlots), so a cell's wall-clock
+timeout measures its own run, not its wait for a core: a cell's deadline is armed when its request
+is sent, and the reply's callback hands its slot on. With ``pin_cells``, each executing cell runs
+on a core no other cell runs on (``SandboxPool._place``).
 """
 
 from __future__ import annotations
@@ -258,8 +260,7 @@ class _Channel(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # (uvloop's are not asyncio.Transport subclasses)
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -393,8 +394,9 @@ class Session:
         if self._ended is None:
             self._ended = why
             self.worker.kill(self.sid)
-        if self._channel is not None and self._channel.transport is not None:
-            self._channel.transport.abort()
+        if self._channel is not None:  # connected: the transport owns the socket
+            if self._channel.transport is not None:
+                self._channel.transport.abort()
         elif self._sock is not None:  # never connected: the raw socket is still ours
             self._sock.close()
 

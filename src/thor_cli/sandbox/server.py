@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from thor_cli import aio
 from thor_cli.errors import SandboxError
 from thor_cli.log import log
 from thor_cli.records.schema import ExecResult
@@ -128,7 +129,7 @@ def serve(cfg: SandboxConfig, *, host: str = "127.0.0.1", port: int = 8765, unix
         finally:
             await runner.cleanup()
 
-    asyncio.run(go())
+    aio.run(go())
 
 
 class RemoteSession:

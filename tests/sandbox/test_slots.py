@@ -113,18 +113,3 @@ def test_release_starts_the_next_waiter_before_returning() -> None:
     assert asyncio.run(go()) == ["a starts", "c starts", "release returned", "free 1"]
 
 
-
-def test_the_session_with_the_fewest_cells_goes_first_unless_one_waited_too_long() -> None:
-    async def go(pause: float) -> list[str]:
-        slots, order = CellSlots(1, max_wait_s=0.05), []
-        await slots.acquire("holder")
-        slots.request("behind", lambda: order.append("behind"), rank=9)
-        await asyncio.sleep(pause)
-        for name, rank in (("new", 0), ("early", 2), ("early too", 2)):
-            slots.request(name, lambda name=name: order.append(name), rank=rank)
-        for owner in ("holder", "x", "y", "z"):
-            slots.release(order[-1] if order else owner)
-        return order
-
-    assert asyncio.run(go(0.0)) == ["new", "early", "early too", "behind"]  # ties: first come first
-    assert asyncio.run(go(0.08)) == ["behind", "new", "early", "early too"]  # it waited past 0.05 s

@@ -316,7 +316,6 @@ class Session:
         self._pid = 0  # the session's process as this host sees it (0: unknown, never pinned)
         self._cpu = -1  # the core it is pinned to
         self._placed = False  # its cell in flight counts in pool._cells_on[_cpu]
-        self._cells = 0  # cells it has asked to run (its rank for a slot: fewest first)
 
     @property
     def alive(self) -> bool:
@@ -417,8 +416,7 @@ class Session:
             self._timeout = cfg.timeout if timeout is None else timeout
             self._request = _frame({"code": code, "timeout": self._timeout, "max_output": cfg.max_output})
             fut = self._waiter = asyncio.get_running_loop().create_future()
-            ticket = self.pool._slots.request(self, self._dispatch, self._cells)
-            self._cells += 1
+            ticket = self.pool._slots.request(self, self._dispatch)
             try:
                 frame = await fut
             except asyncio.CancelledError:

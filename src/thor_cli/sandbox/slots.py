@@ -1,22 +1,11 @@
-"""CellSlots: at most ``workers`` cells execute at once; a free slot goes to the waiting cell whose
-session has run the fewest cells (first come, first served among equals, and to whoever has
-waited past ``max_wait_s``); as an option for batch work (``SandboxConfig.slice_s``), a session
-may keep its slot for a while.
-
-Fewest cells first keeps a batch of sessions moving together. With strict first come, first
-served, a session held up by a long cell (a timeout, say) stays that far behind the others to the
-end, and then runs its last cells alone on one core while the others idle: in bench/exec_bench.py,
-1% of cells timing out after 1 s cost 0.4 s more than their own time on 2 cores (target 4 of
-issue 3 allows 0.14 s); served by fewest cells, the late session catches up while the others still
-have work. ``max_wait_s`` bounds how long a cell can be passed over (by a stream of new sessions,
-say).
+"""CellSlots: at most ``workers`` cells execute at once, handed out first come, first served; as an
+option for batch work (``SandboxConfig.slice_s``), a session may keep its slot for a while.
 
 A slot is granted by calling the owner's ``start`` callback, synchronously: at once when one is
 free, otherwise from :meth:`release`, inside the very callback that read the previous cell's
 reply. So the next waiting cell's request is on its way to its interpreter before the event loop
-does anything else (no task to wake, no loop turn in between): on 2 cores this hand-over was
-worth a fifth of the mixed workload's wall time against waking a waiting coroutine. Each owner
-holds at most one slot (a session runs one cell at a time).
+does anything else (no task to wake, no loop turn in between). Each owner holds at most one
+slot (a session runs one cell at a time).
 
 With ``slice_s > 0``, a session that finishes a cell and asks for a slot again before the loop's
 next turn (its next cell was already waiting, as in a batch over a file) keeps its slot: its
@@ -31,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
 import itertools
 import time
 from collections.abc import Callable, Hashable
@@ -40,30 +28,26 @@ from collections.abc import Callable, Hashable
 class Ticket:
     """A place in the queue; :meth:`CellSlots.withdraw` takes it back before it is served."""
 
-    __slots__ = ("owner", "start", "since")
+    __slots__ = ("owner", "start")
 
-    def __init__(self, owner: Hashable, start: Callable[[], None] | None, since: float) -> None:
-        self.owner, self.start, self.since = owner, start, since
+    def __init__(self, owner: Hashable, start: Callable[[], None] | None) -> None:
+        self.owner, self.start = owner, start
 
 
 class CellSlots:
-    def __init__(self, n: int, slice_s: float = 0.0, max_wait_s: float = 1.0) -> None:
+    def __init__(self, n: int, slice_s: float = 0.0) -> None:
         if n < 1:
             raise ValueError("CellSlots needs at least one slot")
-        self.free, self.slice_s, self.max_wait_s = n, slice_s, max_wait_s
-        # waiting tickets, twice: in order of arrival and by (rank, arrival); one served or withdrawn
-        # is marked (start = None) and dropped from both when it comes up
+        self.free, self.slice_s = n, slice_s
         self._queue: collections.deque[Ticket] = collections.deque()
-        self._ranked: list[tuple[int, int, Ticket]] = []
         self._waiting = 0  # tickets in the queue not withdrawn
         self._held: dict[Hashable, float] = {}  # owner -> start of its run of consecutive cells
         self._kept: dict[Hashable, tuple[float, int]] = {}  # released this turn, kept for its owner
         self._serial = itertools.count()
 
-    def request(self, owner: Hashable, start: Callable[[], None], rank: int = 0) -> Ticket | None:
+    def request(self, owner: Hashable, start: Callable[[], None]) -> Ticket | None:
         """Call ``start()`` once ``owner`` has a slot: now (and return None) or later, from
-        :meth:`release` (and return the ticket, for :meth:`withdraw`). ``start`` must not raise.
-        Among waiters the lowest ``rank`` (a session: the cells it has run) goes first."""
+        :meth:`release` (and return the ticket, for :meth:`withdraw`). ``start`` must not raise."""
         kept = self._kept.pop(owner, None)
         if kept is not None:  # the slot this owner released in this turn of the loop
             self._held[owner] = kept[0]
@@ -74,9 +58,8 @@ class CellSlots:
             self._held[owner] = time.monotonic()
             start()
             return None
-        ticket = Ticket(owner, start, time.monotonic())
+        ticket = Ticket(owner, start)
         self._queue.append(ticket)
-        heapq.heappush(self._ranked, (rank, next(self._serial), ticket))
         self._waiting += 1
         return ticket
 
@@ -105,30 +88,15 @@ class CellSlots:
             self._hand_on()
 
     def _hand_on(self) -> None:
-        ticket = self._next()
-        if ticket is None:
-            self.free += 1
-            return
-        start, ticket.start = ticket.start, None
-        assert start is not None
-        self._waiting -= 1
-        self._held[ticket.owner] = time.monotonic()
-        start()
-
-    def _next(self) -> Ticket | None:
-        """The ticket to serve: the longest waiting if it waited past max_wait_s, else the lowest rank."""
-        queue, ranked = self._queue, self._ranked
-        while queue and queue[0].start is None:
-            queue.popleft()
-        if not queue:
-            ranked.clear()
-            return None
-        if time.monotonic() - queue[0].since > self.max_wait_s:
-            return queue.popleft()
-        while True:
-            ticket = heapq.heappop(ranked)[2]
-            if ticket.start is not None:
-                return ticket
+        while self._queue:
+            ticket = self._queue.popleft()
+            start, ticket.start = ticket.start, None
+            if start is not None:
+                self._waiting -= 1
+                self._held[ticket.owner] = time.monotonic()
+                start()
+                return
+        self.free += 1
 
     async def acquire(self, owner: Hashable) -> None:
         """Wait for a slot (for code that holds it across awaits; give it back with :meth:`release`)."""

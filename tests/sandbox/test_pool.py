@@ -76,9 +76,9 @@ def test_fresh_sessions_get_fresh_random_state(pool, run) -> None:
 
     async def one() -> str:
         async with await pool.session() as s:
-            code = ("import random, threading\nbox = []\nt = threading.Thread(target=lambda: box.append(1))\n"
-                    "t.start(); t.join()\nprint(random.getrandbits(64), box, threading.current_thread() is "
-                    "threading.main_thread())")
+            code = ("import random, threading, numpy as np\nbox = []\nt = threading.Thread(target=lambda: box.append(1))\n"
+                    "t.start(); t.join()\nprint(random.getrandbits(64), np.random.randint(2**62), box, "
+                    "threading.current_thread() is threading.main_thread())")
             return (await s.run(code)).stdout
 
     async def go() -> list[str]:
@@ -87,6 +87,7 @@ def test_fresh_sessions_get_fresh_random_state(pool, run) -> None:
     outs = run(go())
     assert all(o.endswith(" [1] True\n") for o in outs), outs
     assert len({o.split()[0] for o in outs}) == 6, outs
+    assert len({o.split()[1] for o in outs}) == 6, outs  # numpy.random is preloaded, and re-seeded
 
 
 def _thp_available() -> bool:

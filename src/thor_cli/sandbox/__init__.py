@@ -7,8 +7,9 @@
     SandboxPool.connect("http://host:8765")             # same API against `thor exec serve`
 
 How: ``workers`` nsjail jails each hold one warm interpreter (Debian's /usr/bin/python3 with this
-venv's site-packages mounted read-only; numpy and sympy imported, caches warmed, gc frozen). A
-session is one fork of it -- never a start, never an import; nothing is forked per cell. Cells
+venv's site-packages mounted read-only; numpy and sympy imported with the submodules cells
+often use -- numpy.random alone would cost a session 21 ms --, caches warmed, gc frozen). A
+session is one fork of it (``random``'s and numpy's global generators re-seeded in each) -- never a start, never an import; nothing is forked per cell. Cells
 use plain ``exec`` semantics (a trailing expression is not echoed; print it). A cell that prints
 nothing gives status ``ok`` with ``stdout == ""``. Modules: config (limits), jail (machine probe,
 nsjail argv), zygote (runs inside the jail), pool (sessions), runner (``thor exec``), server.

@@ -480,6 +480,10 @@ def fork_session(cfg, uid, fd, pidns_fd):
     try:
         if "random" in sys.modules:  # what os.fork's after-fork hooks would have done for us
             sys.modules["random"].seed()
+        if "numpy.random" in sys.modules:  # its global RandomState too: a new interpreter seeds it
+            # from the OS at import, so must each session; 128 bits through init_by_array take 20 us
+            # where seed() (SeedSequence) takes 150
+            sys.modules["numpy.random"].seed(list(memoryview(os.urandom(16)).cast("I")))
         signal.set_wakeup_fd(-1)
         for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(s, signal.SIG_DFL)
@@ -497,6 +501,12 @@ def fork_session(cfg, uid, fd, pidns_fd):
 
 
 # ---------------------------------------------------------------- the zygote
+# What model-written cells import often and would otherwise import in every session: stdlib
+# modules the preloads do not pull in, and the numpy submodules numpy loads only on first use
+# (numpy.random alone cost a session 21 ms). numpy's global RNG is re-seeded per session (_fork).
+_WARM_ALSO = ("statistics", "heapq", "numpy.random", "numpy.fft", "numpy.polynomial")
+
+
 def preload(names):
     failed = []
     for name in names:
@@ -504,6 +514,12 @@ def preload(names):
             __import__(name)
         except BaseException:  # noqa: BLE001
             failed.append(name)
+    for name in _WARM_ALSO:
+        if name.partition(".")[0] in sys.modules or "." not in name:
+            try:
+                __import__(name)
+            except BaseException:  # noqa: BLE001 -- a convenience, never a failure
+                pass
     if "sympy" in sys.modules:  # warm sympy's caches once here, not in every session
         try:
             import sympy as sp

@@ -186,6 +186,9 @@ async def main() -> None:
         k = args.naive_sessions or (8 if q else 100)
         sample = random.Random(2).sample(work, min(k, len(work)))
         naive_s = naive(sample, w)
+        # the naive way takes minutes: run the workload once more to see whether the machine's
+        # speed drifted meanwhile (these VMs do), which would tilt the ratio
+        wall_after = (await run_workload(pool, work))[0]
         naive_rate = sum(map(len, sample)) / naive_s
         ours = n_cells / wall
         rows.append(("3. mixed 2,000 cells / 100 sessions (10% sympy, 1% raise)",
@@ -221,6 +224,9 @@ async def main() -> None:
     for r in rows:
         print(" | ".join(c.ljust(width[i]) for i, c in enumerate(r)))
     print(f"mixed workload statuses: {counts}")
+    drift = wall_after / wall - 1
+    print(f"machine drift: the mixed workload took {wall:.2f} s (median) before the naive way and {wall_after:.2f} s "
+          f"after it ({drift:+.0%})" + ("  <- the machine's speed changed during the run: rerun" if abs(drift) > 0.15 else ""))
 
 
 def on_asyncio_loop(work: list[list[str]], workers: int | None, repeats: int) -> list[float]:

@@ -5,6 +5,7 @@ A snippet prints what it managed to see or do; the test fails if the sandbox let
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -229,3 +230,8 @@ def test_without_nsjail_runs_and_says_so(loop_thread, caplog) -> None:
         off, res = loop_thread.run(go())
     assert res.stdout == "True\n"
     assert any("nsjail" in o for o in off) and "nsjail" in caplog.text
+
+
+def test_a_session_sees_exactly_the_configured_environment(pool, cells) -> None:
+    (res,) = cells("import os, json\nprint(json.dumps(dict(os.environ)))")
+    assert json.loads(res.stdout) == pool.cfg.env, res  # nothing of the host's, nothing added

@@ -418,8 +418,6 @@ def session_main(sock, cfg, uid, pid1):
     _me[0] = os.getpid()
     env = {"__name__": "__main__", "__builtins__": __builtins__}
     out, err = Capture(1), Capture(2)
-    os.environ.clear()
-    os.environ.update(cfg["env"])
     send_frame(sock, {"hello": True})
     signal.signal(signal.SIGALRM, _on_alarm)
     while True:
@@ -580,6 +578,8 @@ def main():
     if cfg.get("seccomp"):
         _fprog()
     _RAW_FORK[0] = cfg.get("raw_fork", True) and len(os.listdir("/proc/self/task")) == 1
+    os.environ.clear()  # once, here: every session inherits exactly the configured environment
+    os.environ.update(cfg["env"])
     gc.collect()
     gc.freeze()
     gc.disable()  # nothing here allocates cycles; sessions turn it back on

@@ -21,6 +21,7 @@ from thor_cli.records.access import COMPLETION_FIELDS, benchmark_of, drop_ids
 from thor_cli.records.jsonl import OutputSink, iter_records
 from thor_cli.records.keys import KEYS_FIELD, content_key
 from thor_cli.records.shard import Shard
+from thor_cli.sandbox import SandboxConfig, SandboxRef
 
 STAGE = "eval"
 
@@ -55,28 +56,6 @@ def load_problems(benchmarks: list[str], inputs: list[str] | None, limit: int | 
         yield prob
 
 
-class _CodeSandbox:
-    """The sandbox pool for code tests: the one given (shared with the python tool), else one of its
-    own started on first use."""
-
-    def __init__(self, timeout: float, pool: Any = None, memory_mb: int = 1024) -> None:
-        self.timeout = timeout
-        self.memory_mb = memory_mb
-        self.pool: Any = pool
-        self._own = pool is None
-
-    async def get(self) -> Any:
-        if self.pool is None:
-            from thor_cli.sandbox import SandboxConfig, SandboxPool
-
-            self.pool = await SandboxPool(SandboxConfig(timeout=self.timeout, memory_mb=self.memory_mb)).start()
-        return self.pool
-
-    async def close(self) -> None:
-        if self.pool is not None and self._own:
-            await self.pool.close()
-
-
 async def run_eval(problems: Iterable[dict[str, Any]], engine: Any, sink: OutputSink, opts: EvalOptions, *,
                    shard: Shard | None = None, emit: Callable[[dict[str, Any]], None] | None = None,
                    sandbox: Any = None) -> dict[str, Any]:
@@ -101,7 +80,7 @@ async def run_eval(problems: Iterable[dict[str, Any]], engine: Any, sink: Output
                     continue
                 yield prob, key, s
 
-    code_box = _CodeSandbox(opts.grade.code_timeout, sandbox, opts.grade.code_memory_mb)
+    code_box = SandboxRef(sandbox, SandboxConfig(timeout=opts.grade.code_timeout, memory_mb=opts.grade.code_memory_mb))
     t_start: dict[tuple[str, int], float] = {}
 
     def timed() -> Iterator[tuple[dict[str, Any], str, int]]:

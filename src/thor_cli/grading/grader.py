@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from thor_cli import aio
-from thor_cli.errors import SandboxError
 from thor_cli.grading.code import grade_code
 from thor_cli.grading.extract import prediction
 from thor_cli.grading.pool import GradePool
 from thor_cli.records.schema import Grade
+from thor_cli.sandbox import SandboxConfig, SandboxRef
 
 
 @dataclass
@@ -45,34 +45,6 @@ def is_code(record: dict[str, Any]) -> bool:
     return record.get("task") == "code"
 
 
-class _LazySandbox:
-    """A SandboxPool started on the first ``session()`` (records without code or tests need none)."""
-
-    def __init__(self, config: GradeConfig) -> None:
-        self.config = config
-        self.pool: Any = None
-        self._lock: asyncio.Lock | None = None
-
-    async def session(self) -> Any:
-        if self.pool is None:
-            self._lock = self._lock or asyncio.Lock()
-            async with self._lock:  # many code records ask at once; one pool starts
-                if self.pool is None:
-                    try:
-                        from thor_cli.sandbox import SandboxConfig, SandboxPool
-                    except ImportError as e:
-                        raise SandboxError(f"code grading needs the sandbox ({e})",
-                                           "install thor with its sandbox") from None
-                    cfg = SandboxConfig(timeout=self.config.code_timeout, memory_mb=self.config.code_memory_mb)
-                    self.pool = await SandboxPool(cfg).start()
-        return await self.pool.session()
-
-    async def close(self) -> None:
-        if self.pool is not None:
-            pool, self.pool = self.pool, None
-            await pool.close()
-
-
 class Grader:
     """Grades batches of records; reuse one for a whole run (it owns the worker processes and,
     once a code record is graded, a sandbox pool) and close it (``with``) at the end."""
@@ -82,7 +54,8 @@ class Grader:
         self.pool = GradePool(workers=self.config.workers, timeout=self.config.timeout)
         # grade() runs code tests on this loop: a sandbox pool lives on the loop that started it
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sandbox = _LazySandbox(self.config)
+        self._sandbox = SandboxRef(config=SandboxConfig(timeout=self.config.code_timeout,
+                                                        memory_mb=self.config.code_memory_mb))
         self._loop_lock = threading.Lock()
 
     def close(self) -> None:

@@ -66,8 +66,24 @@ cgroup; ``jail=False``: no namespaces at all) the pool logs on stderr which prot
 ``shell/setup-sandbox.sh`` (run as root) provides what it can.
 """
 
-from thor_cli.sandbox.config import SandboxConfig
-from thor_cli.sandbox.pool import SandboxPool, Session
-from thor_cli.sandbox.server import RemoteSandbox, RemoteSession
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RemoteSandbox", "RemoteSession", "SandboxConfig", "SandboxPool", "Session"]
+from thor_cli.sandbox.config import SandboxConfig
+from thor_cli.sandbox.shared import SandboxRef
+
+if TYPE_CHECKING:
+    from thor_cli.sandbox.pool import SandboxPool, Session
+    from thor_cli.sandbox.server import RemoteSandbox, RemoteSession
+
+__all__ = ["RemoteSandbox", "RemoteSession", "SandboxConfig", "SandboxPool", "SandboxRef", "Session"]
+_LAZY = {"SandboxPool": "pool", "Session": "pool", "RemoteSandbox": "server", "RemoteSession": "server"}
+
+
+def __getattr__(name: str) -> Any:
+    """The pool and the server's client are imported on first use (aiohttp is not light), so that
+    importing the package for SandboxConfig or SandboxRef costs nothing."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"thor_cli.sandbox.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'thor_cli.sandbox' has no attribute {name!r}")

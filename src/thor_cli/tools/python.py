@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from thor_cli.errors import SandboxError
 from thor_cli.records.schema import ExecResult
+from thor_cli.sandbox import SandboxConfig, SandboxRef
 
 
 class _PySession:
@@ -38,32 +38,13 @@ class PythonTool:
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.workers = workers
-        self._pool = pool
-        self._own_pool = pool is None
-        self._started = False
+        self._ref = SandboxRef(pool, SandboxConfig(timeout=timeout, memory_mb=memory_mb, workers=workers or None))
 
     async def start(self) -> None:
-        if self._started:
-            return
-        if self._pool is None:
-            try:
-                from thor_cli.sandbox import SandboxConfig, SandboxPool
-            except ImportError as e:
-                raise SandboxError(f"the sandbox is not available ({e})", "reinstall thor") from None
-            self._pool = SandboxPool(SandboxConfig(timeout=self.timeout, memory_mb=self.memory_mb,
-                                                   workers=self.workers or None))
-        if self._own_pool:
-            await self._pool.__aenter__()
-        self._started = True
+        await self._ref.get()
 
     async def session(self) -> _PySession:
-        if not self._started:
-            await self.start()
-        sess = await self._pool.session()
-        return _PySession(sess)
+        return _PySession(await self._ref.session())
 
     async def close(self) -> None:
-        if self._started and self._own_pool and self._pool is not None:
-            await self._pool.__aexit__(None, None, None)
-            self._pool = None
-        self._started = False
+        await self._ref.close()

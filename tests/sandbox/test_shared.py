@@ -1,0 +1,56 @@
+"""SandboxRef: many first callers at once start exactly one pool; a shared pool is never closed
+by a ref; an own pool is closed, even when closing comes while it is still starting."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.sandbox.conftest import TEST_CONFIG
+from thor_cli.sandbox import SandboxConfig, SandboxPool, SandboxRef
+
+
+def test_concurrent_first_sessions_start_one_pool_and_close_closes_it(monkeypatch: Any) -> None:
+    started: list[SandboxPool] = []
+    real_start = SandboxPool.start
+
+    async def counting_start(self: SandboxPool) -> SandboxPool:
+        started.append(self)
+        return await real_start(self)
+
+    monkeypatch.setattr(SandboxPool, "start", counting_start)
+
+    async def go() -> list[str]:
+        ref = SandboxRef(config=SandboxConfig(**{**TEST_CONFIG, "workers": 1}))
+
+        async def one(i: int) -> str:
+            sess = await ref.session()
+            async with sess:
+                return (await sess.run(f"print({i})")).stdout
+
+        outs = await asyncio.gather(*(one(i) for i in range(6)))
+        pool = await ref.get()
+        await ref.close()
+        assert pool.closing and all(not w.alive for w in pool.workers)
+        return outs
+
+    assert asyncio.run(go()) == [f"{i}\n" for i in range(6)]
+    assert len(started) == 1  # was: one pool per concurrent first caller in thor eval's code tests
+
+
+def test_a_shared_pool_is_left_to_its_owner_and_closing_while_starting_closes_it() -> None:
+    async def go() -> tuple[bool, str, bool]:
+        async with SandboxPool(SandboxConfig(**{**TEST_CONFIG, "workers": 1})) as shared:
+            ref = SandboxRef(shared)
+            await ref.close()  # not ours: nothing happens to it
+            async with await ref.session() as s:
+                out = (await s.run("print(7)")).stdout
+            closed_shared = shared.closing
+        own = SandboxRef(config=SandboxConfig(**{**TEST_CONFIG, "workers": 1}))
+        getter = asyncio.ensure_future(own.get())
+        await asyncio.sleep(0)  # its start is under way
+        await own.close()
+        pool = await getter  # the start finished, then close closed it
+        return closed_shared, out, pool.closing
+
+    assert asyncio.run(go()) == (False, "7\n", True)

@@ -146,16 +146,6 @@ def main(
         key_config = {"model": model, "backend": backend, "rollout": rcfg.to_dict(), "cell_timeout": timeout}
         problems = load_problems(list(benchmark or []), inputs, limit)
         sh = parse_shard(shard) if shard else shard_from_env()
-        if resume and output != "-":
-            from thor_cli.cli.stream import check_resume_config
-
-            check_resume_config(output, "eval", {**key_config, "samples": k, "benchmarks": benchmark or []})
-        sink = OutputSink(output, resume=resume, stage="eval")
-        if output != "-":
-            from thor_cli.cli.stream import write_manifest
-
-            write_manifest(output, "eval", {**key_config, "samples": k, "benchmarks": benchmark or []},
-                           {"shard": str(sh) if sh else None})
         opts = EvalOptions(samples=k, concurrency=concurrency, grade=gcfg, model=model, key_config=key_config,
                            keep_ids=keep_ids)
 
@@ -185,12 +175,11 @@ def main(
         def write(rec: dict) -> None:
             sink.write(rec)  # raises PipeClosed when the reader of stdout went away
 
-        try:
+        from thor_cli.cli.stream import open_sink
+
+        with open_sink("eval", output, resume=resume, shard=sh,
+                       config={**key_config, "samples": k, "benchmarks": benchmark or []}) as sink:
             result = aio.run(go())
-        except BaseException:
-            sink.abort()
-            raise
-        sink.commit()
         if resume and output != "-":
             walls = {n: m.get("wall_s") for n, m in result["benchmarks"].items()}
             result = summary_of_file(output)

@@ -118,15 +118,14 @@ def write_manifest(path: str, stage: str, config: dict[str, Any], extra: dict[st
 
 
 @contextmanager
-def open_stream(stage: str, inputs: list[str] | None, output: str = "-", *, resume: bool = False,
-                shard: str | None = None, limit: int | None = None, config: dict[str, Any] | None = None,
-                fail_on_error: bool = False, shard_unit: ShardUnit | None = None) -> Iterator[Stream]:
+def open_sink(stage: str, output: str = "-", *, resume: bool = False, config: dict[str, Any] | None = None,
+              shard: Shard | None = None) -> Iterator[OutputSink]:
+    """The output side alone (for commands whose inputs are not a JSONL stream, like ``thor eval``'s
+    benchmarks): the --resume check against the manifest, NAME.part, the manifest, and on the way
+    out commit (rename) or abort (keep the .part, say how to continue)."""
     config = config or {}
     if resume and output != "-":
         check_resume_config(output, stage, config)
-    sh = parse_shard(shard) if shard else shard_from_env()
-    if sh is not None:
-        log.debug("%s: shard %s", stage, sh)
     sink = OutputSink(output, resume=resume, stage=stage)
     if sink.dropped_bytes:
         log.warning("%s: dropped a torn last line (%d bytes) from %s", stage, sink.dropped_bytes, sink.part)
@@ -134,19 +133,30 @@ def open_stream(stage: str, inputs: list[str] | None, output: str = "-", *, resu
         log.info("%s: resuming; %d records already in %s", stage, len(sink.done), output)
     if sink.retried:
         log.info("%s: resuming; %d failed records will be retried", stage, sink.retried)
-    st = Stream(stage, iter(()), sink, config)
-    st.records = _counting(st, select(iter_records(inputs or ["-"]), shard=sh, limit=limit, unit=shard_unit))
     if output != "-":
-        write_manifest(output, stage, config, {"shard": str(sh) if sh else None})
+        write_manifest(output, stage, config, {"shard": str(shard) if shard else None})
     try:
-        yield st
+        yield sink
     except BaseException:
         sink.abort()
-        if output != "-" and st.sink.written:
-            log.warning("%s: %d records kept in %s; rerun with --resume to continue", stage,
-                        st.sink.written, sink.part)
+        if output != "-" and sink.written:
+            log.warning("%s: %d records kept in %s; rerun with --resume to continue", stage, sink.written, sink.part)
         raise
     sink.commit()
+
+
+@contextmanager
+def open_stream(stage: str, inputs: list[str] | None, output: str = "-", *, resume: bool = False,
+                shard: str | None = None, limit: int | None = None, config: dict[str, Any] | None = None,
+                fail_on_error: bool = False, shard_unit: ShardUnit | None = None) -> Iterator[Stream]:
+    config = config or {}
+    sh = parse_shard(shard) if shard else shard_from_env()
+    if sh is not None:
+        log.debug("%s: shard %s", stage, sh)
+    with open_sink(stage, output, resume=resume, config=config, shard=sh) as sink:
+        st = Stream(stage, iter(()), sink, config)
+        st.records = _counting(st, select(iter_records(inputs or ["-"]), shard=sh, limit=limit, unit=shard_unit))
+        yield st
     if st.read == 0:
         log.warning("%s: no input records", stage)
     secs = time.monotonic() - st.started

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from tests.sandbox.conftest import TEST_CONFIG
+
 from thor_cli.sandbox import SandboxConfig, SandboxPool, SandboxRef
 
 

@@ -49,7 +49,7 @@ class SandboxConfig:
     cgroups: bool | None = None  # per-worker memory/pids cgroups (v1); None: when set up
     worker_pids: int = 2048  # pids cgroup of a worker (all its sessions)
     worker_memory_mb: int | None = None  # memory cgroup of a worker; None: no cap beyond rlimits
-    pin_cells: bool = True  # run each cell slot's cells on a core of its own (sched_setaffinity)
+    pin_cells: bool = True  # each executing cell on a core no other cell runs on (when workers >= cores)
     slice_s: float = 0.0  # batch throughput: a session whose next cell already waits keeps its slot up
     # to this long while others wait (slots.py); 0 = strict turns, the lowest tail latency
     grace: float = 0.5  # after timeout + grace a cell that ignored its timeout is killed

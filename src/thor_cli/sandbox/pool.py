@@ -316,6 +316,7 @@ class Session:
         self._pid = 0  # the session's process as this host sees it (0: unknown, never pinned)
         self._cpu = -1  # the core it is pinned to
         self._placed = False  # its cell in flight counts in pool._cells_on[_cpu]
+        self._peek: asyncio.Future[int] | None = None  # _peer_pid's, while it waits
 
     @property
     def alive(self) -> bool:
@@ -335,7 +336,9 @@ class Session:
         """A frame (bytes), a framing error (ValueError) or the end of the channel (None)."""
         fut, self._waiter = self._waiter, None
         if fut is None or fut.done():
-            if frame is not None:  # a frame nobody asked for: the cell wrote to thor's channel
+            if fut is not None and fut.cancelled():  # its run was cancelled in this turn of the loop
+                self._kill("a run was cancelled before its result came")
+            elif frame is not None:  # a frame nobody asked for: the cell wrote to thor's channel
                 self._kill("it broke the reply protocol (a frame came unasked)")
             return
         fut.set_result(frame)  # first, so that with a time slice its owner's next cell can keep the slot
@@ -397,6 +400,10 @@ class Session:
             if self._channel.transport is not None:
                 self._channel.transport.abort()
         elif self._sock is not None:  # never connected: the raw socket is still ours
+            if self._peek is not None:  # _peer_pid's reader: off the fd before it closes, and woken
+                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+                if not self._peek.done():
+                    self._peek.set_result(0)
             self._sock.close()
 
     async def run(self, code: str, timeout: float | None = None) -> ExecResult:
@@ -416,6 +423,7 @@ class Session:
             self._timeout = cfg.timeout if timeout is None else timeout
             self._request = _frame({"code": code, "timeout": self._timeout, "max_output": cfg.max_output})
             fut = self._waiter = asyncio.get_running_loop().create_future()
+            self._t0 = time.perf_counter()  # (reset when it is sent; this for a cell answered before)
             ticket = self.pool._slots.request(self, self._dispatch)
             try:
                 frame = await fut
@@ -428,6 +436,8 @@ class Session:
                     self._kill("a run was cancelled before its result came")
                     self._give_back_slot()
                 raise
+            if ticket is not None and self.pool._slots.withdraw(ticket):  # answered before it was sent
+                frame = None if frame is None else ValueError("a frame came before the cell was sent")
             return await self._result(frame)
 
     async def _start(self) -> ExecResult | None:
@@ -460,6 +470,8 @@ class Session:
         if self._channel is None:
             if self.pool._cpus:
                 self._pid = await self._peer_pid()
+                if self._ended is not None:
+                    return None  # closed meanwhile: its socket is gone
             await self._connect()
         return await fut
 
@@ -487,11 +499,14 @@ class Session:
                 got.set_result(pid)
 
         loop.add_reader(sock.fileno(), readable)
+        self._peek = got
         try:
             return await got
         finally:
-            loop.remove_reader(sock.fileno())
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
+            self._peek = None
+            if sock.fileno() >= 0:  # else _kill closed it, and took the reader off first
+                loop.remove_reader(sock.fileno())
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
 
     async def _result(self, frame: Any) -> ExecResult:
         ms = (time.perf_counter() - self._t0) * 1000
@@ -541,8 +556,11 @@ class SandboxPool:
         self._slots = CellSlots(self.cfg.n_workers, self.cfg.slice_s)
         # cores cells run on, one at a time each while there are more cores than slots (_place);
         # empty: the kernel places them
+        # (only with a slot per core or more: with fewer slots the kernel may use the spare cores,
+        # for the cells' own subprocesses too)
         cpus = sorted(os.sched_getaffinity(0))
-        self._cpus: list[int] = cpus if self.cfg.pin_cells and len(cpus) > 1 else []
+        pin = self.cfg.pin_cells and 1 < len(cpus) <= self.cfg.n_workers
+        self._cpus: list[int] = cpus if pin else []
         self._cells_on = dict.fromkeys(self._cpus, 0)  # core -> cells running there
         self._start_lock: asyncio.Lock | None = None
         self.closing = False

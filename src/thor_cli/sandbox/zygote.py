@@ -482,6 +482,8 @@ def fork_session(cfg, uid, fd, pidns_fd):
             # from the OS at import, so must each session; 128 bits through init_by_array take 20 us
             # where seed() (SeedSequence) takes 150
             sys.modules["numpy.random"].seed(list(memoryview(os.urandom(16)).cast("I")))
+        if "sympy.core.random" in sys.modules:  # sympy's own Random (randprime, random matrices...)
+            sys.modules["sympy.core.random"].rng.seed()
         signal.set_wakeup_fd(-1)
         for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(s, signal.SIG_DFL)

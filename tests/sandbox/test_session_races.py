@@ -299,3 +299,25 @@ def test_a_zygote_that_dies_mid_cell_is_a_sandbox_error_and_frees_the_slot() -> 
     assert ra.status == "sandbox_error" and "worker ended" in ra.error, ra
     assert rb.status == "sandbox_error", rb
     assert nxt.status == "ok", nxt
+
+
+def test_a_cell_sent_after_its_waiter_was_answered_still_gives_its_slot_back() -> None:
+    """Its channel ends (waiter answered) and, in the same turn of the loop, the slot it queued for
+    comes free: its cell is sent anyway, with nobody waiting. Its reply (or the channel's end)
+    then found no waiter and kept the slot for good."""
+
+    async def go() -> ExecResult:
+        async with SandboxPool(SandboxConfig(**ONE)) as p:
+            a, b = await p.session(), await p.session()
+            await a.run("x = 1")
+            holder = asyncio.ensure_future(b.run(HOLD))
+            await asyncio.sleep(0.1)
+            queued = await _queued(a, "print(x)")
+            # the same turn of the loop, by hand: a's channel ends, then b's reply frees the slot
+            a._on_frame(None)
+            b._on_frame(b'{"status": "ok", "stdout": "", "stderr": "", "error": null, "duration_ms": 1, "truncated": false}')
+            await asyncio.gather(queued, holder, return_exceptions=True)
+            return await _pool_still_serves(p)  # was: HUNG (a's slot never came back)
+
+    nxt = _on("asyncio", go())
+    assert nxt.status == "ok" and nxt.stdout == "next\n", nxt

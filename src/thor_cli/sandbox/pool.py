@@ -335,14 +335,13 @@ class Session:
     def _on_frame(self, frame: Any) -> None:
         """A frame (bytes), a framing error (ValueError) or the end of the channel (None)."""
         fut, self._waiter = self._waiter, None
-        if fut is None or fut.done():
-            if fut is not None and fut.cancelled():  # its run was cancelled in this turn of the loop
-                self._kill("a run was cancelled before its result came")
-            elif frame is not None:  # a frame nobody asked for: the cell wrote to thor's channel
-                self._kill("it broke the reply protocol (a frame came unasked)")
-            return
-        fut.set_result(frame)  # first, so that with a time slice its owner's next cell can keep the slot
-        self._give_back_slot()
+        if fut is not None and not fut.done():
+            fut.set_result(frame)  # first, so that with a time slice its owner's next cell can keep the slot
+        elif fut is not None and fut.cancelled():  # its run was cancelled in this turn of the loop
+            self._kill("a run was cancelled before its result came")
+        elif frame is not None:  # a frame nobody asked for: the cell wrote to thor's channel
+            self._kill("it broke the reply protocol (a frame came unasked)")
+        self._give_back_slot()  # always: a cell sent after its waiter was answered holds one too
 
     def _give_back_slot(self) -> None:
         if self._timer is not None:

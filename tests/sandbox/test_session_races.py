@@ -68,11 +68,7 @@ def test_closing_a_session_whose_cell_waits_for_a_slot_leaks_no_slot(loop: str) 
 
     async def go() -> tuple[ExecResult, ExecResult, ExecResult]:
         async with SandboxPool(SandboxConfig(**ONE)) as p:
-            a, b = await p.session(), await p.session()
-            await a.run("x = 1")
-            holder = asyncio.ensure_future(b.run(HOLD))
-            await asyncio.sleep(0.1)
-            waiting = await _queued(a, "print(x)")
+            a, b, waiting, holder = await _behind_a_holder(p, "x = 1", "print(x)")
             await a.close()
             ra = await asyncio.wait_for(waiting, 10)
             rb = await asyncio.wait_for(holder, 10)
@@ -85,15 +81,22 @@ def test_closing_a_session_whose_cell_waits_for_a_slot_leaks_no_slot(loop: str) 
     assert nxt.status == "ok" and nxt.stdout == "next\n", nxt
 
 
+async def _behind_a_holder(p: SandboxPool, first: str, then: str) -> tuple[Any, Any, Any, Any]:
+    """(a, b, a's queued run, b's holding run): session a runs ``first``, then its ``then`` queues
+    while b holds the only slot."""
+    a, b = await p.session(), await p.session()
+    await a.run(first)
+    holder = asyncio.ensure_future(b.run(HOLD))
+    await asyncio.sleep(0.1)
+    return a, b, await _queued(a, then), holder
+
+
 async def _queued_after(first: str, then: str) -> tuple[ExecResult, ExecResult]:
     """Session a runs ``first``; while b holds the only slot, a's ``then`` queues. Returns a's
     result for ``then`` and a fresh session's cell afterwards (does the pool still serve?)."""
     async with SandboxPool(SandboxConfig(**ONE)) as p:
-        a, b = await p.session(), await p.session()
-        await a.run(first)
-        holder = asyncio.ensure_future(b.run(HOLD))
-        await asyncio.sleep(0.1)
-        ra = await asyncio.wait_for(await _queued(a, then), 10)
+        _, _, queued, holder = await _behind_a_holder(p, first, then)
+        ra = await asyncio.wait_for(queued, 10)
         await asyncio.wait_for(holder, 10)
         return ra, await _pool_still_serves(p)
 
@@ -308,11 +311,7 @@ def test_a_cell_sent_after_its_waiter_was_answered_still_gives_its_slot_back() -
 
     async def go() -> ExecResult:
         async with SandboxPool(SandboxConfig(**ONE)) as p:
-            a, b = await p.session(), await p.session()
-            await a.run("x = 1")
-            holder = asyncio.ensure_future(b.run(HOLD))
-            await asyncio.sleep(0.1)
-            queued = await _queued(a, "print(x)")
+            a, b, queued, holder = await _behind_a_holder(p, "x = 1", "print(x)")
             # the same turn of the loop, by hand: a's channel ends, then b's reply frees the slot
             a._on_frame(None)
             b._on_frame(b'{"status": "ok", "stdout": "", "stderr": "", "error": null, "duration_ms": 1, "truncated": false}')

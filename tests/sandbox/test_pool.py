@@ -128,6 +128,8 @@ def test_cells_running_at_once_run_on_cores_of_their_own(pool, run) -> None:
         return list(await asyncio.gather(one(), one()))
 
     a, b = run(go(pool))  # the shared pool has two slots: both cells run at once
+    if not pool._cpus:  # sched_setaffinity was refused (a host without CAP_SYS_NICE): logged, not pinned
+        pytest.skip("this host may not pin the sandbox's processes")
     assert a != b and len(eval(a)) == len(eval(b)) == 1, (a, b)  # one core each, not the same one
 
     async def unpinned() -> list[str]:

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thor_cli.evaluate.metrics import slim, summarize
-from thor_cli.grading import GradeConfig, Grader, is_code
+from thor_cli.grading import GradeConfig, Grader
 from thor_cli.log import log, progress
 from thor_cli.records.access import COMPLETION_FIELDS, benchmark_of, drop_ids
 from thor_cli.records.jsonl import OutputSink, iter_records
 from thor_cli.records.keys import KEYS_FIELD, content_key
 from thor_cli.records.shard import Shard
-from thor_cli.sandbox import SandboxConfig, SandboxRef
 
 STAGE = "eval"
 
@@ -80,7 +79,6 @@ async def run_eval(problems: Iterable[dict[str, Any]], engine: Any, sink: Output
                     continue
                 yield prob, key, s
 
-    code_box = SandboxRef(sandbox, SandboxConfig(timeout=opts.grade.code_timeout, memory_mb=opts.grade.code_memory_mb))
     t_start: dict[tuple[str, int], float] = {}
 
     def timed() -> Iterator[tuple[dict[str, Any], str, int]]:
@@ -88,7 +86,7 @@ async def run_eval(problems: Iterable[dict[str, Any]], engine: Any, sink: Output
             t_start[(key, s)] = time.monotonic()  # pulled lazily: when a slot frees up
             yield prob, key, s
 
-    with Grader(opts.grade) as grader, progress("eval") as bar:
+    with Grader(opts.grade, sandbox=sandbox) as grader, progress("eval") as bar:
         try:
             # aclosing: if grading or writing fails, the trajectories still running are cancelled
             # and awaited here, not whenever the generator happens to be collected
@@ -102,15 +100,14 @@ async def run_eval(problems: Iterable[dict[str, Any]], engine: Any, sink: Output
                     rec["sample"] = s
                     wall = time.monotonic() - t_start.pop((key, s), started)
                     rec["eval"] = {"model": opts.model, "wall_s": round(wall, 3), "tokens": tokens}
-                    sandbox = await code_box.get() if is_code(rec) else None
-                    rec["grade"] = (await grader.agrade([rec], sandbox=sandbox))[0].to_dict()
+                    rec["grade"] = (await grader.agrade([rec]))[0].to_dict()
                     rec[KEYS_FIELD] = {**(prob.get(KEYS_FIELD) or {}), STAGE: key}
                     emit(rec)
                     seen.append(slim(rec))
                     finished_at[benchmark_of(rec)] = time.monotonic() - started
                     bar.advance()
         finally:
-            await code_box.close()
+            await grader.aclose()
     if skipped:
         log.info("eval: %d samples already done (resume)", skipped)
     return summarize(seen, wall_s=finished_at)

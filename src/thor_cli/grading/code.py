@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from thor_cli.errors import SandboxError
 from thor_cli.grading.extract import trajectory_text
 from thor_cli.records.schema import Grade
 
@@ -69,10 +68,9 @@ async def grade_code(records: list[dict[str, Any]], *, timeout: float = 10.0, po
     ``pool``: a started SandboxPool (or anything with its ``session()``) to run in; without one, a
     pool (``memory_mb`` per session) is started and closed for this call alone: pass one, or use
     ``Grader``, when grading batch after batch."""
-    try:
-        from thor_cli.sandbox import SandboxConfig, SandboxPool
-    except ImportError as e:
-        raise SandboxError(f"code grading needs the sandbox ({e})", "install thor with its sandbox") from None
+    import asyncio
+
+    from thor_cli.sandbox import SandboxConfig, SandboxRef
 
     async def one(p: Any, rec: dict[str, Any]) -> Grade:
         code = candidate_code(rec)
@@ -92,9 +90,8 @@ async def grade_code(records: list[dict[str, Any]], *, timeout: float = 10.0, po
             return Grade(True, code, None, "code_tests")
         return Grade(False, code, None, "code_tests", _failure_detail(res, program))
 
-    import asyncio
-
-    if pool is not None:
-        return list(await asyncio.gather(*(one(pool, r) for r in records)))
-    async with SandboxPool(SandboxConfig(timeout=timeout, memory_mb=memory_mb)) as p:
-        return list(await asyncio.gather(*(one(p, r) for r in records)))
+    ref = SandboxRef(pool, SandboxConfig(timeout=timeout, memory_mb=memory_mb))
+    try:
+        return list(await asyncio.gather(*(one(ref, r) for r in records)))
+    finally:
+        await ref.close()  # only a pool it started itself

@@ -49,13 +49,15 @@ class Grader:
     """Grades batches of records; reuse one for a whole run (it owns the worker processes and,
     once a code record is graded, a sandbox pool) and close it (``with``) at the end."""
 
-    def __init__(self, config: GradeConfig | None = None) -> None:
+    def __init__(self, config: GradeConfig | None = None, *, sandbox: Any = None) -> None:
+        """``sandbox``: a started SandboxPool (or a server client) for the code tests to share, e.g.
+        with the python tool; None: the grader starts its own on the first code record."""
         self.config = config or GradeConfig()
         self.pool = GradePool(workers=self.config.workers, timeout=self.config.timeout)
         # grade() runs code tests on this loop: a sandbox pool lives on the loop that started it
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sandbox = SandboxRef(config=SandboxConfig(timeout=self.config.code_timeout,
-                                                        memory_mb=self.config.code_memory_mb))
+        self._sandbox = SandboxRef(sandbox, SandboxConfig(timeout=self.config.code_timeout,
+                                                          memory_mb=self.config.code_memory_mb))
         self._loop_lock = threading.Lock()
 
     def close(self) -> None:
@@ -93,11 +95,9 @@ class Grader:
             out[i] = Grade(ok, pred, gold, method, detail)
         return [g for g in out if g is not None]
 
-    async def agrade(self, records: list[dict[str, Any]], *, sandbox: Any = None) -> list[Grade]:
-        """Grade from inside an event loop: math in a thread (the pool blocks), code in the sandbox.
-
-        ``sandbox``: a started SandboxPool on this loop for the code tests; without one, each call
-        starts (and closes) its own, so pass one when calling again and again."""
+    async def agrade(self, records: list[dict[str, Any]]) -> list[Grade]:
+        """Grade from inside an event loop: math in a thread (the pool blocks), code in the sandbox
+        (the grader's own pool lives on the loop that first needs it: end with :meth:`aclose` there)."""
         code_idx = [i for i, r in enumerate(records) if is_code(r)]
         math_idx = [i for i, r in enumerate(records) if not is_code(r)]
         out: list[Grade | None] = [None] * len(records)
@@ -107,7 +107,7 @@ class Grader:
                 out[i] = g
         if code_idx:
             grades = await grade_code([records[i] for i in code_idx], timeout=self.config.code_timeout,
-                                      pool=sandbox, memory_mb=self.config.code_memory_mb)
+                                      pool=self._sandbox)
             for i, g in zip(code_idx, grades, strict=True):
                 out[i] = g
         return [g for g in out if g is not None]
@@ -119,7 +119,11 @@ class Grader:
         with self._loop_lock:  # one batch at a time on the private loop
             if self._loop is None:
                 self._loop = aio.new_event_loop()
-            return self._loop.run_until_complete(self.agrade(records, sandbox=self._sandbox))
+            return self._loop.run_until_complete(self.agrade(records))
+
+    async def aclose(self) -> None:
+        """Close the grader's own sandbox pool (not a shared one) on the loop :meth:`agrade` ran on."""
+        await self._sandbox.close()
 
 
 def grade_answer(pred: str | None, gold: str, *, timeout: float = 5.0) -> Grade:

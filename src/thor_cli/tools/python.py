@@ -35,10 +35,11 @@ class PythonTool:
 
     def __init__(self, *, timeout: float = 10.0, memory_mb: int = 1024, workers: int | None = None,
                  pool: Any = None) -> None:
-        self.timeout = timeout
-        self.memory_mb = memory_mb
-        self.workers = workers
         self._ref = SandboxRef(pool, SandboxConfig(timeout=timeout, memory_mb=memory_mb, workers=workers or None))
+
+    @property
+    def timeout(self) -> float:
+        return self._ref.config.timeout
 
     async def start(self) -> None:
         await self._ref.get()

@@ -322,6 +322,11 @@ class Session:
     def alive(self) -> bool:
         return self._ended is None
 
+    @property
+    def busy(self) -> bool:
+        """A run is under way (waiting for a slot, or its cell executing)."""
+        return self._lock.locked()
+
     def _on_exit(self, code: int | None, sig: int | None, worker_died: bool = False, error: str | None = None) -> None:
         if error:  # the zygote could not make this session's process
             why = (f"the sandbox could not create its process ({error}); the worker's process or memory "

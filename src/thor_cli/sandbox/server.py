@@ -33,7 +33,6 @@ def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
     from aiohttp import web
 
     sessions: dict[str, tuple[Session, float]] = {}
-    busy: dict[str, int] = {}  # session id -> cells running now
     ids = itertools.count(1)
 
     def js(obj: Any, status: int = 200) -> web.Response:
@@ -63,13 +62,9 @@ def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
             what = f" (timeout: {why})" if isinstance(body, dict) and why else ""
             return js({"error": f'expected {{"code": str, "timeout": seconds|null}}{what}'}, 400)
         sid = req.match_info["sid"]
-        busy[sid] = busy.get(sid, 0) + 1  # the reaper leaves a session alone while a cell of it runs
         try:
             res = await entry[0].run(body["code"], None if timeout is None else float(timeout))
         finally:
-            busy[sid] -= 1
-            if not busy[sid]:
-                del busy[sid]
             if sid in sessions:
                 sessions[sid] = (entry[0], time.monotonic())  # idle from the end of its last cell
         return js({**res.to_dict(), "alive": entry[0].alive})  # the client needs no guess from the text
@@ -88,7 +83,7 @@ def make_app(pool: SandboxPool, idle_s: float = 900.0) -> Any:
             await asyncio.sleep(min(idle_s, 30))
             now = time.monotonic()
             for sid, (sess, seen) in list(sessions.items()):
-                if now - seen > idle_s and sid not in busy:
+                if now - seen > idle_s and not sess.busy:  # never in the middle of a cell
                     sessions.pop(sid, None)
                     await sess.close()
 

@@ -57,20 +57,21 @@ async def _records_from_thread(records: Iterator[InputRecord], high: int = 1024)
     records over one by one, each waiting for the loop, cost ~150 us of thread wake-ups a record.)"""
     loop = asyncio.get_running_loop()
     buf: collections.deque[Any] = collections.deque()
-    cond = threading.Condition()
+    cond = threading.Condition()  # guards buf, held and stop
     ready = asyncio.Event()
-    flags = {"asked": False, "stop": False}  # asked: the loop has been woken for what is in buf
-    held = [0]  # records read and not yet handed on (in buf, or taken by the loop and not yielded)
+    held = 0  # records read and not yet handed on (in buf, or taken by the loop and not yielded)
+    stop = False
 
     def put(item: Any) -> bool:
+        nonlocal held
         with cond:
-            while held[0] >= high and not flags["stop"]:
+            while held >= high and not stop:
                 cond.wait()
-            if flags["stop"]:
+            if stop:
                 return False
+            wake = not buf  # else the loop was woken for what is there, and takes this too
             buf.append(item)
-            held[0] += 1
-            wake, flags["asked"] = not flags["asked"], True
+            held += 1
         if wake:
             try:
                 loop.call_soon_threadsafe(ready.set)
@@ -97,11 +98,10 @@ async def _records_from_thread(records: Iterator[InputRecord], high: int = 1024)
                 items = list(buf)
                 buf.clear()
                 ready.clear()
-                flags["asked"] = False
             for item in items:
                 with cond:
-                    held[0] -= 1
-                    if held[0] == high // 2:
+                    held -= 1
+                    if held == high // 2:
                         cond.notify()  # room for a batch again
                 if item is _END:
                     return
@@ -110,7 +110,7 @@ async def _records_from_thread(records: Iterator[InputRecord], high: int = 1024)
                 yield item
     finally:
         with cond:
-            flags["stop"] = True
+            stop = True
             cond.notify()
 
 

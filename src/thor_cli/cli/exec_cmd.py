@@ -51,14 +51,15 @@ SERVE_EPILOG = examples(
 )
 
 
-def _config(timeout: float, memory: int, workers: int | None, max_output: int) -> Any:
+def _config(timeout: float, memory: int, workers: int | None, max_output: int, max_sessions: int = 1) -> Any:
     from thor_cli.sandbox import SandboxConfig
     from thor_cli.sandbox.config import timeout_problem
 
     # the sandbox reads 0 or less as "no limit" (or dies on it): a flag never silently means that
     if (why := timeout_problem(timeout)) is not None:
         raise UsageError(f"--timeout: {why}", "give the wall-clock seconds per cell, e.g. --timeout 10")
-    for flag, value in (("--memory", memory), ("--workers", workers), ("--max-output", max_output)):
+    for flag, value in (("--memory", memory), ("--workers", workers), ("--max-output", max_output),
+                        ("--max-sessions", max_sessions)):
         if value is not None and value < 1:
             raise UsageError(f"{flag}: must be at least 1, got {value}", f"see thor exec --help for {flag}")
     return SandboxConfig(timeout=timeout, memory_mb=memory, workers=workers, max_output=max_output)
@@ -92,9 +93,7 @@ def run(
     from thor_cli.sandbox import SandboxPool
     from thor_cli.sandbox.runner import run_records
 
-    cfg = _config(timeout, memory, workers, max_output)
-    if max_sessions < 1:
-        raise UsageError(f"--max-sessions: must be at least 1, got {max_sessions}", "e.g. --max-sessions 1024")
+    cfg = _config(timeout, memory, workers, max_output, max_sessions)
     params = dict(timeout=timeout, memory=memory, max_output=max_output)  # what determines results
     # a session's cells must stay together: shards split by session, not by line
     with open_stream("exec", inputs, output, resume=resume, shard=shard, limit=limit, config=params,

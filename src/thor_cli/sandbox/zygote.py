@@ -446,7 +446,7 @@ def _fork():
     dropping other threads and interpreters, running every ``os.register_at_fork`` hook) is only
     needed when other threads exist, and it costs a session ~0.8 ms and ~230 copied pages. The
     zygote is single-threaded (checked at start: ``_RAW_FORK``); the one hook whose effect matters,
-    re-seeding ``random``, is done by hand in the child."""
+    re-seeding ``random``, is done by hand in the child (``_reseed``)."""
     if _RAW_FORK[0]:
         return _pyapi_fork()
     return os.fork()
@@ -455,6 +455,18 @@ def _fork():
 _RAW_FORK = [False]
 _pyapi_fork = ctypes.PyDLL(None, use_errno=True).fork  # PyDLL: the GIL stays held across the call
 _pyapi_fork.restype = ctypes.c_int
+
+
+def _reseed():
+    """A fresh seed from the OS for every random generator the warm interpreter holds, as a new
+    interpreter would draw at import; forked as they are, every session would draw the same."""
+    mods = sys.modules
+    if "random" in mods:  # what os.fork's after-fork hooks would have done for us
+        mods["random"].seed()
+    if "numpy.random" in mods:  # 128 bits through init_by_array: 20 us, where seed() takes 150
+        mods["numpy.random"].seed(list(memoryview(os.urandom(16)).cast("I")))
+    if "sympy.core.random" in mods:  # sympy's own Random (randprime, random matrices...)
+        mods["sympy.core.random"].rng.seed()
 
 
 def fork_session(cfg, uid, fd, pidns_fd):
@@ -476,14 +488,7 @@ def fork_session(cfg, uid, fd, pidns_fd):
         return pid
     code = 0
     try:
-        if "random" in sys.modules:  # what os.fork's after-fork hooks would have done for us
-            sys.modules["random"].seed()
-        if "numpy.random" in sys.modules:  # its global RandomState too: a new interpreter seeds it
-            # from the OS at import, so must each session; 128 bits through init_by_array take 20 us
-            # where seed() (SeedSequence) takes 150
-            sys.modules["numpy.random"].seed(list(memoryview(os.urandom(16)).cast("I")))
-        if "sympy.core.random" in sys.modules:  # sympy's own Random (randprime, random matrices...)
-            sys.modules["sympy.core.random"].rng.seed()
+        _reseed()
         signal.set_wakeup_fd(-1)
         for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(s, signal.SIG_DFL)
@@ -503,7 +508,7 @@ def fork_session(cfg, uid, fd, pidns_fd):
 # ---------------------------------------------------------------- the zygote
 # What model-written cells import often and would otherwise import in every session: stdlib
 # modules the preloads do not pull in, and the numpy submodules numpy loads only on first use
-# (numpy.random alone cost a session 21 ms). numpy's global RNG is re-seeded per session (_fork).
+# (numpy.random alone cost a session 21 ms). Their generators are re-seeded per session (_reseed).
 _WARM_ALSO = ("statistics", "heapq", "numpy.random", "numpy.fft", "numpy.polynomial")
 
 

@@ -21,3 +21,19 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("THOR_HOME", str(tmp_path / "thor-home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def pool_starts(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every SandboxPool started during the test, in order (to check how many a component starts)."""
+    from thor_cli.sandbox import SandboxPool
+
+    started: list[SandboxPool] = []
+    real_start = SandboxPool.start
+
+    async def counting_start(self: SandboxPool) -> SandboxPool:
+        started.append(self)
+        return await real_start(self)
+
+    monkeypatch.setattr(SandboxPool, "start", counting_start)
+    return started

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from thor_cli.backends.scripted import ScriptedBackend
 from thor_cli.data import load_benchmark
 from thor_cli.evaluate.runner import EvalOptions, run_eval
@@ -25,17 +23,10 @@ print(add(2, 3))
 
 
 def test_code_problem_solved_with_the_tool_is_graded_in_the_same_pool(
-        tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tiny_model_dir: Path, tmp_path: Path, pool_starts: list[SandboxPool]) -> None:
     from transformers import AutoTokenizer
 
-    starts: list[SandboxPool] = []
-    real_start = SandboxPool.start
-
-    async def counting_start(self: SandboxPool) -> SandboxPool:
-        starts.append(self)
-        return await real_start(self)
-
-    monkeypatch.setattr(SandboxPool, "start", counting_start)
+    starts = pool_starts
     problem = next(p for p in load_benchmark("humaneval") if p.get("entry_point") == "add")
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     backend = ScriptedBackend(tokenizer=tok, script=[SOLUTION, "That is the function."])

@@ -39,20 +39,9 @@ def test_code_problems_run_in_the_sandbox() -> None:
     assert grades[2].detail is None
 
 
-def test_grader_keeps_one_sandbox_for_its_life(monkeypatch) -> None:
+def test_grader_keeps_one_sandbox_for_its_life(pool_starts: list) -> None:
     # grade() on code records used to start (and stop) a sandbox pool per call, ignoring the memory limit.
-    try:
-        from thor_cli.sandbox import SandboxPool
-    except ImportError as e:
-        pytest.skip(f"no sandbox: {e}")
-    started: list[SandboxPool] = []
-    start = SandboxPool.start
-
-    async def counting_start(self: SandboxPool) -> SandboxPool:
-        started.append(self)
-        return await start(self)
-
-    monkeypatch.setattr(SandboxPool, "start", counting_start)
+    started = pool_starts
     ok = {**MBPP, "response": "```python\ndef sq(x):\n    return x * x\n```"}
     bad = {**MBPP, "response": "```python\ndef sq(x):\n    return x\n```"}
     cfg = GradeConfig(code_timeout=5, code_memory_mb=700, workers=1)

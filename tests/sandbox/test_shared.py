@@ -4,23 +4,13 @@ by a ref; an own pool is closed, even when closing comes while it is still start
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from tests.sandbox.conftest import TEST_CONFIG
 
 from thor_cli.sandbox import SandboxConfig, SandboxPool, SandboxRef
 
 
-def test_concurrent_first_sessions_start_one_pool_and_close_closes_it(monkeypatch: Any) -> None:
-    started: list[SandboxPool] = []
-    real_start = SandboxPool.start
-
-    async def counting_start(self: SandboxPool) -> SandboxPool:
-        started.append(self)
-        return await real_start(self)
-
-    monkeypatch.setattr(SandboxPool, "start", counting_start)
-
+def test_concurrent_first_sessions_start_one_pool_and_close_closes_it(pool_starts: list[SandboxPool]) -> None:
     async def go() -> list[str]:
         ref = SandboxRef(config=SandboxConfig(**{**TEST_CONFIG, "workers": 1}))
 
@@ -36,7 +26,7 @@ def test_concurrent_first_sessions_start_one_pool_and_close_closes_it(monkeypatc
         return outs
 
     assert asyncio.run(go()) == [f"{i}\n" for i in range(6)]
-    assert len(started) == 1  # was: one pool per concurrent first caller in thor eval's code tests
+    assert len(pool_starts) == 1  # was: one pool per concurrent first caller in thor eval's code tests
 
 
 def test_a_shared_pool_is_left_to_its_owner_and_closing_while_starting_closes_it() -> None:

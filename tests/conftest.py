@@ -29,11 +29,11 @@ def pool_starts(monkeypatch: pytest.MonkeyPatch) -> list:
     from thor_cli.sandbox import SandboxPool
 
     started: list[SandboxPool] = []
-    real_start = SandboxPool.start
+    real_start = SandboxPool._start  # what start() runs once per pool, however many call it
 
     async def counting_start(self: SandboxPool) -> SandboxPool:
         started.append(self)
         return await real_start(self)
 
-    monkeypatch.setattr(SandboxPool, "start", counting_start)
+    monkeypatch.setattr(SandboxPool, "_start", counting_start)
     return started

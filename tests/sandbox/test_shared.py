@@ -45,3 +45,25 @@ def test_a_shared_pool_is_left_to_its_owner_and_closing_while_starting_closes_it
         return closed_shared, out, pool.closing
 
     assert asyncio.run(go()) == (False, "7\n", True)
+
+
+def test_first_sessions_at_once_on_an_unstarted_pool_start_it_once(pool_starts: list[SandboxPool]) -> None:
+    """Was: the second caller found the workers not yet up, started a replacement worker, and the
+    first one's jail outlived close()."""
+
+    async def go() -> tuple[list[str], list[int | None]]:
+        p = SandboxPool(SandboxConfig(**{**TEST_CONFIG, "workers": 1}))
+
+        async def one(i: int) -> str:
+            async with await p.session() as s:
+                return (await s.run(f"print({i})")).stdout
+
+        try:
+            outs = list(await asyncio.gather(*(one(i) for i in range(4))))
+        finally:
+            await p.close()
+        return outs, [w.proc.returncode if w.proc else None for w in p.workers]
+
+    outs, codes = asyncio.run(go())
+    assert outs == [f"{i}\n" for i in range(4)]
+    assert len(pool_starts) == 1 and len(codes) == 1 and codes[0] is not None  # one worker, and it ended

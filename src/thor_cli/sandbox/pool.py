@@ -567,6 +567,7 @@ class SandboxPool:
         self._cpus: list[int] = cpus if pin else []
         self._cells_on = dict.fromkeys(self._cpus, 0)  # core -> cells running there
         self._start_lock: asyncio.Lock | None = None
+        self._starting: asyncio.Task[SandboxPool] | None = None  # the one start (start())
         self.closing = False
         self.off: list[str] = list(self.machine.off)
         self.hugepages_mb = 0  # of the warm interpreters' heaps, in huge pages (cfg.hugepages)
@@ -579,6 +580,13 @@ class SandboxPool:
         return RemoteSandbox(url, **kw)
 
     async def start(self) -> SandboxPool:
+        """Start the warm interpreters, once: callers that come while a start is under way (many
+        first sessions at once, say) wait for that same start; a failed start is each one's error."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        return await asyncio.shield(self._starting)
+
+    async def _start(self) -> SandboxPool:
         self.workers = [_Worker(self, i) for i in range(self.cfg.n_workers)]
         t0 = time.perf_counter()
         readies = await asyncio.gather(*(w.start() for w in self.workers), return_exceptions=True)
@@ -600,7 +608,7 @@ class SandboxPool:
 
     async def session(self) -> Session:
         """A fresh session: a fork of a warm interpreter (never a start, never an import)."""
-        if not self.workers:
+        if self._starting is None or not self._starting.done():
             await self.start()
         for last in (False, True):
             alive = [w for w in self.workers if w.alive and w.free_uids]
@@ -656,6 +664,9 @@ class SandboxPool:
 
     async def close(self) -> None:
         self.closing = True
+        starting = self._starting
+        if starting is not None and not starting.done() and asyncio.current_task() is not starting:
+            await asyncio.gather(starting, return_exceptions=True)  # then close what it started
         for w in self.workers:
             for s in list(w.sessions.values()):
                 await s.close()

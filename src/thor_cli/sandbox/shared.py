@@ -3,13 +3,12 @@ closes it) or one of its own, started on first use and closed by :meth:`SandboxR
 
 The python tool, code grading and ``thor eval``'s code tests each need a pool only when code
 actually comes, and many coroutines ask for the first session at once: exactly one pool starts
-(the others wait for it), a caller cancelled meanwhile does not cancel the start, and a failed
-start is the error of every caller rather than a retry per record.
+(SandboxPool.start is single: the others wait for it, a caller cancelled meanwhile does not
+cancel it, and a failed start is the error of every caller rather than a retry per record).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from thor_cli.sandbox.config import SandboxConfig
@@ -22,32 +21,25 @@ class SandboxRef:
         self._pool = pool
         self._own = pool is None
         self.config = config or SandboxConfig()
-        self._starting: asyncio.Task[Any] | None = None
 
     async def get(self) -> Any:
         """The pool (started)."""
-        if self._pool is not None:
+        if not self._own:
             return self._pool
-        if self._starting is None:
-            self._starting = asyncio.ensure_future(self._start())
-        return await asyncio.shield(self._starting)
+        if self._pool is None:
+            from thor_cli.sandbox.pool import SandboxPool
 
-    async def _start(self) -> Any:
-        from thor_cli.sandbox.pool import SandboxPool
-
-        self._pool = await SandboxPool(self.config).start()
-        return self._pool
+            self._pool = SandboxPool(self.config)
+        return await self._pool.start()  # one start, however many ask at once (SandboxPool.start)
 
     async def session(self) -> Any:
         return await (await self.get()).session()
 
     async def close(self) -> None:
-        """Close the pool if it is this ref's own (a shared one is left to its owner). Idempotent."""
-        starting, self._starting = self._starting, None
+        """Close the pool if it is this ref's own (a shared one is left to its owner). Idempotent;
+        a start under way finishes first (SandboxPool.close)."""
         if not self._own:
             return
-        if starting is not None:  # closed while starting: let it finish (about a second), then close it
-            await asyncio.gather(starting, return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

@@ -58,6 +58,34 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
 
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A short hash of what token ids mean for ``tokenizer``: its vocabulary, added tokens included.
+
+    Two tokenizers with the same fingerprint map every id to the same token, so ids one made can be
+    fed to a model that uses the other (token-in, token-out); any other pair never shares ids.
+    Computed once per tokenizer object (about 0.1 s for a 150k vocabulary).
+
+    >>> class T:
+    ...     def get_vocab(self): return {"a": 0, "b": 1}
+    >>> tokenizer_fingerprint(T()) == tokenizer_fingerprint(T())
+    True
+    """
+    cached = getattr(tokenizer, "_thor_fingerprint", None)
+    if isinstance(cached, str):
+        return cached
+    import hashlib
+
+    import orjson
+
+    vocab = sorted((str(k), int(v)) for k, v in tokenizer.get_vocab().items())
+    fp = hashlib.sha256(orjson.dumps(vocab)).hexdigest()[:16]
+    try:
+        tokenizer._thor_fingerprint = fp
+    except AttributeError:  # a tokenizer that refuses new attributes: computed again next time
+        pass
+    return fp
+
+
 def raw_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
     """``ids -> text`` with special tokens kept and no clean-up of spaces. A fast tokenizer's Rust
     decoder gives the same text as ``tokenizer.decode(..., clean_up_tokenization_spaces=False)`` at

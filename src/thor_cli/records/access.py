@@ -27,7 +27,7 @@ def cell_statuses(rec: dict[str, Any]) -> list[str]:
 
 # The token-id fields the rollout engine adds to a record (with keep_ids): top level, per turn.
 COMPLETION_FIELDS = ("completion_ids", "completion_mask", "completion_logprobs")
-ENGINE_ID_FIELDS = ("prompt_ids", *COMPLETION_FIELDS)
+ENGINE_ID_FIELDS = ("prompt_ids", *COMPLETION_FIELDS, "token_source")
 TURN_ID_FIELDS = ("ids", "logprobs")
 
 

@@ -11,9 +11,24 @@ Stages keep records as plain dicts (so unknown fields survive) and use these typ
 read the parts they own: ``Trajectory.from_dict(rec["trajectory"])``, ``grade.to_dict()``.
 
 Token bookkeeping (token-in, token-out): ``prompt_ids + completion_ids`` are exactly the ids the
-model was conditioned on / produced; ``completion_mask[i]`` is 1 for ids the model sampled and
-0 for spliced tool output. ``len(completion_mask) == len(completion_ids)`` always. Nothing
-downstream re-tokenizes text.
+model was conditioned on / produced; ``completion_mask[i]`` is 1 for ids the policy sampled and
+0 for everything else (spliced tool output, text another model such as TIRGen's critic wrote).
+``len(completion_mask) == len(completion_ids)`` always. Nothing downstream re-tokenizes text.
+Records with ids also carry ``token_source``: the fingerprint of the tokenizer that made them and
+the sampling parameters their log-probs were taken under (``TokenSource``); ids from another
+tokenizer are never reused.
+
+Who wrote each token (``Turn.author``): ``policy`` (sampled by the model being run or trained),
+``tool`` (tool output), ``critic`` (written by another model, e.g. TIRGen's critic) or ``data``
+(given by a dataset). Two masks follow from it, and they differ on purpose:
+- what SFT trains on: every turn that is not tool output, whoever wrote it (``Turn.learnable``);
+- what counts as the policy's own sample (its log-probs, the RL loss mask): ``author == "policy"``
+  only (``Turn.sampled``), so code a critic wrote is never taken for a policy sample.
+A turn's ``author`` is written only when it is not the default for its kind (``tool`` for output
+turns, ``policy`` otherwise), so records made before authors existed read the same.
+
+The schema version (``Trajectory.v``) is checked on read: a record from a newer thor is refused
+with a message, never half-understood.
 """
 
 from __future__ import annotations
@@ -21,11 +36,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
+from thor_cli.errors import InputError
 from thor_cli.records.jsonl import get_field
 
 SCHEMA_VERSION = 1
 
 TurnKind = Literal["text", "code", "output"]
+Author = Literal["policy", "tool", "critic", "data"]
+AUTHORS: tuple[str, ...] = get_args(Author)
 ExecStatus = Literal["ok", "error", "timeout", "memory", "killed", "sandbox_error"]
 StopReason = Literal[
     "answer",  # the protocol's final answer was given (e.g. \boxed{} then EOS, or </answer>)
@@ -103,7 +121,9 @@ class Turn:
     """One segment of a trajectory: model text, a code cell (model text too), or tool output.
 
     ``ids`` are the exact token ids of this segment; ``logprobs`` the sampling log-probs of
-    model-sampled ids (None for tool output or when the backend gives none).
+    policy-sampled ids (None for tool output, for text another author wrote, or when the backend
+    gives none). ``author``: who wrote it (see the module docstring); None means the default for
+    the kind (``tool`` for output, else ``policy``).
     """
 
     kind: TurnKind
@@ -112,9 +132,28 @@ class Turn:
     logprobs: list[float] | None = None
     exec: dict[str, Any] | None = None  # on "output" turns: the ExecResult of the cell before it
     tool: str | None = None  # "python" | "search" on code/output turns
+    author: Author | None = None
+
+    def __post_init__(self) -> None:
+        if self.author is not None and self.author not in AUTHORS:
+            raise InputError(f"unknown author {self.author!r}", field="author",
+                             hint=f"use one of: {', '.join(AUTHORS)}")
+        if self.author == default_author(self.kind):
+            self.author = None  # stored as the default: one spelling for each meaning
+
+    @property
+    def who(self) -> str:
+        """The author, with the default for the kind filled in."""
+        return self.author or default_author(self.kind)
 
     @property
     def sampled(self) -> bool:
+        """The policy sampled these ids: their log-probs and the RL loss mask are the policy's."""
+        return self.who == "policy"
+
+    @property
+    def learnable(self) -> bool:
+        """SFT trains on it: everything but tool output, whoever wrote it."""
         return self.kind != "output"
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,10 +165,42 @@ class Turn:
             d["exec"] = dict(self.exec)
         if self.tool is not None:
             d["tool"] = self.tool
+        if self.author is not None:
+            d["author"] = self.author
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Turn:
+        return _from_dict(cls, data)
+
+
+def default_author(kind: str) -> str:
+    return "tool" if kind == "output" else "policy"
+
+
+@dataclass
+class TokenSource:
+    """Where a record's token ids came from: the ``token_source`` field of records with ids.
+
+    ``tokenizer`` is ``tokenizer_fingerprint`` of the tokenizer that made every id (prompt, sampled
+    and tool output alike); the sampling parameters are those the policy's log-probs were taken
+    under (the trainer must compute its own log-probs the same way to compare them).
+    """
+
+    tokenizer: str
+    temperature: float
+    top_p: float = 1.0
+    top_k: int = -1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer, "temperature": self.temperature, "top_p": self.top_p,
+                "top_k": self.top_k}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenSource:
+        if not isinstance(data, dict) or not isinstance(data.get("tokenizer"), str):
+            raise InputError("expected an object with a \"tokenizer\" fingerprint", field="token_source",
+                             hint="write records with thor's rollout engine (--keep-ids), or drop the field")
         return _from_dict(cls, data)
 
 
@@ -177,7 +248,13 @@ class Trajectory:
 
     @property
     def completion_mask(self) -> list[int]:
+        """1 where the policy sampled the id (RL's loss mask, log-probs valid), else 0."""
         return [int(t.sampled) for t in self.turns for _ in t.ids]
+
+    @property
+    def learn_mask(self) -> list[int]:
+        """1 where SFT trains on the id (everything but tool output), else 0."""
+        return [int(t.learnable) for t in self.turns for _ in t.ids]
 
     @property
     def cells(self) -> list[tuple[Turn, dict[str, Any] | None]]:
@@ -199,6 +276,12 @@ class Trajectory:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        v = data.get("v", SCHEMA_VERSION)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= SCHEMA_VERSION:
+            raise InputError(f"schema version {v!r} is not one this thor reads (1..{SCHEMA_VERSION})",
+                             field="trajectory.v",
+                             hint="a newer thor wrote it: upgrade thor" if isinstance(v, int) and v > SCHEMA_VERSION
+                             else "the record is damaged: rewrite it with thor")
         return cls(
             protocol=data.get("protocol", ""), turns=[Turn.from_dict(t) for t in data.get("turns", [])],
             retries=[Retry.from_dict(r) for r in data.get("retries", [])],

@@ -16,7 +16,7 @@ from thor_cli.backends.base import Backend, Completion, SamplingParams
 from thor_cli.errors import SandboxError, ThorError, UsageError
 from thor_cli.grading import is_code
 from thor_cli.log import log
-from thor_cli.records.schema import ExecResult, Trajectory
+from thor_cli.records.schema import ExecResult, TokenSource, Trajectory
 from thor_cli.rollout.config import RolloutConfig, seed_for
 from thor_cli.rollout.protocols import ToolCall, get_protocol
 from thor_cli.rollout.state import TrajState
@@ -178,7 +178,9 @@ class RolloutEngine:
         self.stats["errors"] += error is not None
         self.stats["tool_calls"] += st.n_calls_new
         self.stats["corrections"] += st.n_corrections_new
-        return st.fields(sample, error, self.protocol, keep_ids=self.cfg.keep_ids)
+        source = (TokenSource(tokenizer=self.tok.fingerprint, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                              top_k=self.cfg.top_k) if self.cfg.keep_ids else None)
+        return st.fields(sample, error, self.protocol, keep_ids=self.cfg.keep_ids, source=source)
 
     async def _loop(self, st: TrajState, key: str, sample: int, one_round: bool, self_correct: bool) -> str:
         cfg, proto = self.cfg, self.protocol

@@ -12,7 +12,7 @@ from typing import Any
 from thor_cli.errors import SandboxError, UsageError
 from thor_cli.log import log
 from thor_cli.records.access import drop_ids
-from thor_cli.records.schema import ExecResult, Retry, Trajectory, Turn
+from thor_cli.records.schema import ExecResult, Retry, TokenSource, Trajectory, Turn
 from thor_cli.rollout.protocols import ToolProtocol, get_protocol
 from thor_cli.rollout.tokens import Tok
 from thor_cli.tools.base import Tool, ToolSession
@@ -69,10 +69,11 @@ class TrajState:
     # ---- removing -----------------------------------------------------------------------------
 
     def back_off(self, n: int) -> tuple[list[int], str]:
-        """Remove the last ``n`` sampled ids (stopping at a tool output or the prompt)."""
+        """Remove the last ``n`` policy-sampled ids (stopping at a tool output, at text another
+        author wrote, or at the prompt)."""
         dropped: list[int] = []
         text = ""
-        while n > 0 and self.turns and self.turns[-1].kind != "output":
+        while n > 0 and self.turns and self.turns[-1].sampled:
             t = self.turns[-1]
             if len(t.ids) <= n:
                 self.turns.pop()
@@ -81,7 +82,8 @@ class TrajState:
             keep = len(t.ids) - n
             gone = t.ids[keep:]
             self.turns[-1] = Turn(kind=t.kind, text=self.tok.decode(t.ids[:keep]), ids=t.ids[:keep],
-                                  logprobs=t.logprobs[:keep] if t.logprobs is not None else None, tool=t.tool)
+                                  logprobs=t.logprobs[:keep] if t.logprobs is not None else None, tool=t.tool,
+                                  author=t.author)
             dropped, text, n = gone + dropped, self.tok.decode(gone) + text, 0
         if dropped:
             del self.ctx[len(self.ctx) - len(dropped):]
@@ -141,7 +143,8 @@ class TrajState:
             ids = list(t.ids)
             if not ids and t.text:
                 ids, retokenized = self.tok.encode(t.text), retokenized + 1
-            self.turns.append(Turn(kind=t.kind, text=t.text, ids=ids, logprobs=t.logprobs, exec=t.exec, tool=t.tool))
+            self.turns.append(Turn(kind=t.kind, text=t.text, ids=ids, logprobs=t.logprobs, exec=t.exec, tool=t.tool,
+                                   author=t.author))
             self.ctx.extend(ids)
             ends.append(ends[-1] + len(ids))
             nxt = turns[i + 1] if i + 1 < len(turns) else None
@@ -164,7 +167,8 @@ class TrajState:
         self.n_corrections = len(self.retries)
         self.n_calls = sum(t.kind == "output" for t in self.turns) + self.n_corrections
 
-    def fields(self, sample: int, error: str | None, protocol: ToolProtocol, *, keep_ids: bool) -> dict[str, Any]:
+    def fields(self, sample: int, error: str | None, protocol: ToolProtocol, *, keep_ids: bool,
+               source: TokenSource | None = None) -> dict[str, Any]:
         traj = Trajectory(protocol=protocol.name, turns=self.turns, retries=self.retries,
                           final_answer=protocol.final_answer(self.model_text()), stop_reason=self.stop_reason,  # type: ignore[arg-type]
                           n_tool_calls=self.n_calls, n_corrections=self.n_corrections)
@@ -178,4 +182,6 @@ class TrajState:
         out["completion_logprobs"] = ([lp for t in self.turns
                                        for lp in (t.logprobs if t.sampled and t.logprobs is not None else [0.0] * len(t.ids))]
                                       if have else None)
+        if source is not None:
+            out["token_source"] = source.to_dict()
         return out

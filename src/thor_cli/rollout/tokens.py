@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thor_cli.backends.base import raw_decoder
+from thor_cli.backends.base import raw_decoder, tokenizer_fingerprint
 from thor_cli.errors import InputError
 
 
@@ -22,6 +22,14 @@ class Tok:
         self.eos_id: int | None = tokenizer.eos_token_id
         self._decode = raw_decoder(tokenizer)  # the engine's hot path: the Rust decoder when there is one
         self._enc: dict[str, list[int]] = {}
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """``tokenizer_fingerprint`` of the tokenizer (computed on first use)."""
+        if self._fingerprint is None:
+            self._fingerprint = tokenizer_fingerprint(self.tk)
+        return self._fingerprint
 
     def encode(self, text: str) -> list[int]:
         ids = self._enc.get(text)

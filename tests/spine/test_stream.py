@@ -12,13 +12,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from thor_cli.cli.stream import open_stream
 from thor_cli.errors import ThorError
+from thor_cli.records.stream import open_stream
 
 # A tiny stage that copies records slowly, so the test can kill it midway.
 STAGE = r"""
 import sys, time
-from thor_cli.cli.stream import open_stream
+from thor_cli.records.stream import open_stream
 inp, out, resume = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 with open_stream("copy", [inp], out, resume=resume, config={"k": 1}) as st:
     for rec in st.records:

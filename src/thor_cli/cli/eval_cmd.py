@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from thor_cli.cli.options import Config, FailOnError, Inputs, Limit, Output, Resume, Seed, ShardOpt, examples
+from thor_cli.cli.options import (
+    Config,
+    FailOnError,
+    Inputs,
+    Limit,
+    Output,
+    Resume,
+    Seed,
+    ShardOpt,
+    examples,
+    given_on_line,
+)
 from thor_cli.cli.rollout_opts import (
     ApiKey,
     BackendName,
@@ -15,6 +26,7 @@ from thor_cli.cli.rollout_opts import (
     CellMemory,
     CellTimeout,
     Concurrency,
+    D,
     MaxCorrections,
     MaxOutputChars,
     MaxToolCalls,
@@ -30,9 +42,9 @@ from thor_cli.cli.rollout_opts import (
     Workers,
 )
 
-# The paper's evaluation settings (section 4): avg@4, T = 0.6, top_p = 1, 4096 tokens (16384 reasoning).
-# They are the flags' defaults; --preset paper names them (and --reasoning picks the longer context).
-PAPER_SAMPLES, PAPER_MAX_TOKENS, PAPER_REASONING_TOKENS = 4, 4096, 16384
+# The paper's evaluation settings (section 4) are presets/eval-paper.yaml; --reasoning picks the
+# longer context wherever --max-tokens is not on the line.
+DEFAULT_SAMPLES, REASONING_MAX_TOKENS = 4, 16384
 
 
 def main(
@@ -50,29 +62,29 @@ def main(
                                                show_default=False)] = None,
     reasoning: Annotated[bool, typer.Option("--reasoning", help="A reasoning (thinking) model: the paper's "
                                             "16384-token context.")] = False,
-    no_tools: NoTools = False,
-    backend: BackendName = "hf",
-    protocol: ProtocolName = "thor",
-    temperature: Temperature = 0.6,
-    top_p: TopP = 1.0,
-    top_k: TopK = -1,
+    no_tools: NoTools = D.no_tools,
+    backend: BackendName = D.backend,
+    protocol: ProtocolName = D.protocol,
+    temperature: Temperature = D.temperature,
+    top_p: TopP = D.top_p,
+    top_k: TopK = D.top_k,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", show_default=False,
                                                    help="Completion tokens, tool output included (default "
                                                    "4096; 16384 with --reasoning).")] = None,
-    max_tool_calls: MaxToolCalls = 10,
-    self_correct: SelfCorrect = True,
-    max_corrections: MaxCorrections = 4,
-    backoff_tokens: BackoffTokens = 500,
-    max_output_chars: MaxOutputChars = 2048,
-    system_prompt: SystemPrompt = None,
-    timeout: CellTimeout = 10.0,
-    memory: CellMemory = 1024,
-    workers: Workers = None,
-    base_url: BaseUrl = None,
-    api_key: ApiKey = None,
-    search_corpus: SearchCorpus = None,
-    search_url: SearchUrl = None,
-    concurrency: Concurrency = 64,
+    max_tool_calls: MaxToolCalls = D.max_tool_calls,
+    self_correct: SelfCorrect = D.self_correct,
+    max_corrections: MaxCorrections = D.max_corrections,
+    backoff_tokens: BackoffTokens = D.backoff_tokens,
+    max_output_chars: MaxOutputChars = D.max_output_chars,
+    system_prompt: SystemPrompt = D.system_prompt,
+    timeout: CellTimeout = D.timeout,
+    memory: CellMemory = D.memory,
+    workers: Workers = D.workers,
+    base_url: BaseUrl = D.base_url,
+    api_key: ApiKey = D.api_key,
+    search_corpus: SearchCorpus = D.search_corpus,
+    search_url: SearchUrl = D.search_url,
+    concurrency: Concurrency = D.concurrency,
     keep_ids: Annotated[bool, typer.Option("--keep-ids/--drop-ids", help="Keep token ids, masks and log-probs "
                                            "in the records (off for eval: records stay small).")] = False,
     grade_only: Annotated[bool, typer.Option("--grade-only", help="No model: re-grade existing eval records "
@@ -81,7 +93,7 @@ def main(
                                                 show_default=False)] = None,
     grade_timeout: Annotated[float, typer.Option("--grade-timeout", help="Seconds per answer check.")] = 5.0,
     output: Output = "-",
-    seed: Seed = 0,
+    seed: Seed = D.seed,
     resume: Resume = False,
     shard: ShardOpt = None,
     limit: Limit = None,
@@ -95,97 +107,38 @@ def main(
     time); --summary writes it as JSON. Reads all records for the summary (bounded: only what
     metrics need is kept). --limit is per benchmark.
     """
-    import itertools
     import sys
 
-    from thor_cli import aio
-    from thor_cli.errors import UsageError
-    from thor_cli.evaluate import EvalOptions, print_summary, summary_of_file
-    from thor_cli.evaluate import grade_only as regrade
-    from thor_cli.evaluate.runner import load_problems, run_eval
+    from thor_cli.evaluate import EvalOptions, run_file
     from thor_cli.grading import GradeConfig
-    from thor_cli.records.jsonl import OutputSink, iter_records, write_json_atomic
-    from thor_cli.records.shard import parse_shard, shard_from_env
+    from thor_cli.records.jsonl import write_json_atomic
+    from thor_cli.stages import RunOptions, with_preset
 
     gcfg = GradeConfig(timeout=grade_timeout, code_timeout=timeout, code_memory_mb=memory)
-    if grade_only:
-        sink = OutputSink(output)
-        result = regrade((r.data for r in itertools.islice(iter_records(inputs or ["-"]), limit)),
-                         EvalOptions(grade=gcfg), sink.write)
-        sink.commit()
-    else:
-        if not model:
-            raise UsageError("--model is needed to run an evaluation", "pass --model NAME, or --grade-only")
-        if preset not in (None, "paper"):
-            raise UsageError(f"--preset {preset!r} is unknown", "the one preset is 'paper'")
-        if preset == "paper":  # the paper's settings over defaults and --config; flags on the line win
-            def given(name: str) -> bool:
-                src = ctx.get_parameter_source(name)
-                return src is not None and src.name == "COMMANDLINE"
+    run = None
+    if not grade_only:
+        given = given_on_line(ctx)
+        values = with_preset(dict(samples=samples, temperature=temperature, top_p=top_p,
+                                  max_tool_calls=max_tool_calls, max_tokens=max_tokens), "eval", preset, given)
+        k = values.pop("samples")
+        k = DEFAULT_SAMPLES if k is None else k
+        if reasoning and "max_tokens" not in given and (preset is not None or max_tokens is None):
+            values["max_tokens"] = REASONING_MAX_TOKENS  # the preset's or the default's length, for reasoning
+        elif values["max_tokens"] is None:
+            values["max_tokens"] = D.max_tokens
+        run = RunOptions.from_values(
+            model=model or "", backend=backend, protocol=protocol, top_k=top_k, self_correct=self_correct,
+            max_corrections=max_corrections, backoff_tokens=backoff_tokens, max_output_chars=max_output_chars,
+            system_prompt=system_prompt, no_tools=no_tools, concurrency=concurrency,
+            keep_ids=True,  # the engine's ids give the token counts; dropped after unless --keep-ids
+            timeout=timeout, memory=memory, workers=workers, base_url=base_url, api_key=api_key,
+            search_corpus=search_corpus, search_url=search_url, seed=seed, **values)
+    opts = EvalOptions(samples=k if run is not None else 1, concurrency=concurrency, grade=gcfg, model=model or "",
+                       keep_ids=keep_ids)
+    result = run_file(run, opts, inputs=inputs, benchmarks=list(benchmark or []), output=output, resume=resume,
+                      shard=shard, limit=limit)
+    from thor_cli.evaluate import print_summary
 
-            temperature = temperature if given("temperature") else 0.6
-            top_p = top_p if given("top_p") else 1.0
-            samples = samples if given("samples") else PAPER_SAMPLES
-            max_tool_calls = max_tool_calls if given("max_tool_calls") else 10
-            if not given("max_tokens"):
-                max_tokens = PAPER_REASONING_TOKENS if reasoning else PAPER_MAX_TOKENS
-        k = samples if samples is not None else PAPER_SAMPLES
-        if k < 1:
-            raise UsageError("--samples must be >= 1", "pass e.g. --samples 4")
-        from thor_cli.cli.rollout_opts import rollout_config
-
-        values: dict[str, Any] = dict(backend=backend, protocol=protocol, temperature=temperature, top_p=top_p, top_k=top_k,
-                      max_tokens=max_tokens or (PAPER_REASONING_TOKENS if reasoning else PAPER_MAX_TOKENS),
-                      max_tool_calls=max_tool_calls, self_correct=self_correct, max_corrections=max_corrections,
-                      backoff_tokens=backoff_tokens, max_output_chars=max_output_chars,
-                      system_prompt=system_prompt, no_tools=no_tools, concurrency=concurrency,
-                      keep_ids=True,  # the engine's ids give the token counts; dropped after unless --keep-ids
-                      timeout=timeout, memory=memory, workers=workers, base_url=base_url, api_key=api_key,
-                      search_corpus=search_corpus, search_url=search_url)
-        rcfg = rollout_config(seed=seed, **values)
-        key_config = {"model": model, "backend": backend, "rollout": rcfg.to_dict(), "cell_timeout": timeout}
-        problems = load_problems(list(benchmark or []), inputs, limit)
-        sh = parse_shard(shard) if shard else shard_from_env()
-        opts = EvalOptions(samples=k, concurrency=concurrency, grade=gcfg, model=model, key_config=key_config,
-                           keep_ids=keep_ids)
-
-        async def go() -> dict:
-            from thor_cli.cli.rollout_opts import build_rollout
-            from thor_cli.rollout import RolloutEngine
-
-            pool = None
-            if "python" in rcfg.tools:  # one sandbox pool for the python tool and the code tests
-                from thor_cli.sandbox import SandboxConfig, SandboxPool
-
-                sb: dict[str, Any] = {"timeout": timeout, "memory_mb": memory}
-                if workers:
-                    sb["workers"] = workers
-                pool = await SandboxPool(SandboxConfig(**sb)).start()
-            try:
-                be, tools, _ = build_rollout(model=model, seed=seed, sandbox_pool=pool, **values)
-                try:
-                    async with RolloutEngine(be, rcfg, tools=tools) as engine:
-                        return await run_eval(problems, engine, sink, opts, shard=sh, emit=write, sandbox=pool)
-                finally:
-                    await be.close()
-            finally:
-                if pool is not None:
-                    await pool.close()
-
-        def write(rec: dict) -> None:
-            sink.write(rec)  # raises PipeClosed when the reader of stdout went away
-
-        from thor_cli.cli.stream import open_sink
-
-        with open_sink("eval", output, resume=resume, shard=sh,
-                       config={**key_config, "samples": k, "benchmarks": benchmark or []}) as sink:
-            result = aio.run(go())
-        if resume and output != "-":
-            walls = {n: m.get("wall_s") for n, m in result["benchmarks"].items()}
-            result = summary_of_file(output)
-            for n, m in result["benchmarks"].items():
-                m["wall_s"] = walls.get(n)
-        result["config"] = {**key_config, "samples": k}
     print_summary(result)
     if summary:
         write_json_atomic(summary, result)

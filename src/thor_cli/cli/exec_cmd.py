@@ -89,7 +89,7 @@ def run(
     Output: each record plus [bold]exec[/bold] = status (ok | error | timeout | memory | killed | sandbox_error), stdout, stderr, error, duration_ms, truncated. Plain exec semantics: a trailing expression is not echoed, print it; a cell that printed nothing has status ok and stdout "". A failing cell is data (exit 0). Protections this machine cannot give are named on stderr.
     """
     from thor_cli import aio
-    from thor_cli.cli.stream import open_stream
+    from thor_cli.records.stream import open_stream
     from thor_cli.sandbox import SandboxPool
     from thor_cli.sandbox.runner import run_records
 

@@ -44,9 +44,9 @@ def main(
     paths, then math-verify, each check bounded in time. Code problems (`task: code`) run their
     tests in the sandbox. A count of correct answers goes to stderr.
     """
-    from thor_cli.cli.stream import open_stream
     from thor_cli.grading import GradeConfig, Grader
     from thor_cli.log import log
+    from thor_cli.records.stream import open_stream
 
     cfg = GradeConfig(pattern=pattern, timeout=timeout, workers=workers, gold_field=gold_field,
                       code_timeout=code_timeout)

@@ -48,3 +48,14 @@ def examples(*lines: str) -> str:
     body = "\n\n".join(f"  $ {line}" for line in lines)
     return f"[bold]Examples[/bold]\n\n{body}"
 
+
+
+def given_on_line(ctx: typer.Context) -> set[str]:
+    """Names of the parameters given on the command line (not defaults, --config or env): a preset
+    applies to every other one."""
+    out = set()
+    for name in ctx.params:
+        src = ctx.get_parameter_source(name)
+        if src is not None and src.name == "COMMANDLINE":
+            out.add(name)
+    return out

@@ -1,21 +1,23 @@
-"""Options shared by every command that runs rollouts (eval, gen, rl), defined once.
+"""Flags shared by every command that runs rollouts (eval, gen, rl), defined once.
 
-A command declares the ones it needs with these ``Annotated`` aliases and hands the values to
-``build_rollout``, which returns (backend, tools, RolloutConfig) ready for ``RolloutEngine``::
+A command declares the ones it needs with these ``Annotated`` aliases, with defaults from
+``D = RunOptions()`` (the one source of defaults, ``thor_cli/stages/options.py``), and hands
+the values to ``RunOptions.from_values``; the stage runs them in a ``RunSession``::
 
-    def main(model: Model, backend: BackendName = "hf", protocol: ProtocolName = "thor", ...):
-        be, tools, cfg = build_rollout(model=model, backend=backend, protocol=protocol, ...)
-        async with RolloutEngine(be, cfg, tools=tools) as engine: ...
-
-Defaults are THOR's evaluation settings (T 0.6, top_p 1, 4096 tokens, 10 tool calls, 4
-corrections backing off 500 tokens). Heavy imports happen inside ``build_rollout`` only.
+    def main(model: Model, backend: BackendName = D.backend, temperature: Temperature = D.temperature, ...):
+        opts = RunOptions.from_values(model=model, backend=backend, temperature=temperature, ...)
+        async with RunSession(opts) as run: ...   # run.engine, run.pool
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from thor_cli.stages.options import RunOptions
+
+D = RunOptions()  # the defaults of every flag below
 
 Model = Annotated[str, typer.Option("--model", "-m", help="Model: a cached name (thor models list), a checkpoint "
                                     "folder or an HF id.", show_default=False)]
@@ -56,60 +58,3 @@ SearchCorpus = Annotated[str | None, typer.Option("--search-corpus", help="searc
                                                   "({\"id\", \"contents\"}) indexed with BM25.", show_default=False)]
 SearchUrl = Annotated[str | None, typer.Option("--search-url", help="search tool: a Search-R1-style retriever "
                                                "(POST /retrieve).", show_default=False)]
-
-DEFAULTS: dict[str, Any] = {
-    "backend": "hf", "protocol": "thor", "temperature": 0.6, "top_p": 1.0, "top_k": -1, "max_tokens": 4096,
-    "max_tool_calls": 10, "self_correct": True, "max_corrections": 4, "backoff_tokens": 500,
-    "max_output_chars": 2048, "system_prompt": None, "no_tools": False, "concurrency": 64, "keep_ids": True,
-    "timeout": 10.0, "memory": 1024, "workers": None, "base_url": None, "api_key": None,
-    "search_corpus": None, "search_url": None,
-}
-
-
-def tools_for(protocol: str, *, no_tools: bool, search_corpus: str | None, search_url: str | None) -> tuple[str, ...]:
-    """python always (unless --no-tools); search too under TAPO when a corpus or retriever is given."""
-    if no_tools:
-        return ()
-    if protocol == "tapo" and (search_corpus or search_url):
-        return ("python", "search")
-    return ("python",)
-
-
-def rollout_config(*, seed: int = 0, **values: Any) -> Any:
-    """A RolloutConfig from option values (missing ones take DEFAULTS)."""
-    from thor_cli.rollout import RolloutConfig
-
-    v = {**DEFAULTS, **values}
-    return RolloutConfig(
-        protocol=v["protocol"], max_tool_calls=v["max_tool_calls"], max_tokens=v["max_tokens"],
-        temperature=v["temperature"], top_p=v["top_p"], top_k=v["top_k"], self_correct=v["self_correct"],
-        max_corrections=v["max_corrections"], backoff_tokens=v["backoff_tokens"],
-        max_output_chars=v["max_output_chars"], system_prompt=v["system_prompt"], seed=seed,
-        keep_ids=v["keep_ids"],
-        tools=tools_for(v["protocol"], no_tools=v["no_tools"], search_corpus=v["search_corpus"],
-                        search_url=v["search_url"]))
-
-
-def build_rollout(*, model: str, seed: int = 0, backend_options: dict[str, Any] | None = None,
-                  sandbox_pool: Any = None, **values: Any) -> tuple[Any, dict[str, Any], Any]:
-    """(backend, tools, RolloutConfig) from option values; the caller closes the backend.
-
-    ``sandbox_pool``: a started pool for the python tool to share (else the tool starts its own).
-    """
-    from thor_cli.backends import load_backend
-    from thor_cli.rollout import get_protocol
-    from thor_cli.tools import build_tools
-
-    v = {**DEFAULTS, **values}
-    get_protocol(v["protocol"])  # a usage error before loading any model
-    cfg = rollout_config(seed=seed, **values)
-    tools = build_tools(cfg.tools, timeout=v["timeout"], memory_mb=v["memory"], workers=v["workers"],
-                        search_corpus=v["search_corpus"], search_url=v["search_url"],
-                        sandbox_pool=sandbox_pool) if cfg.tools else {}
-    opts = dict(backend_options or {})
-    if v["backend"] == "openai":
-        opts.setdefault("base_url", v["base_url"])
-        opts.setdefault("api_key", v["api_key"])
-        opts.setdefault("concurrency", v["concurrency"])
-    backend = load_backend(v["backend"], model, **opts)
-    return backend, tools, cfg

@@ -15,7 +15,15 @@ from thor_cli.evaluate.metrics import (
            summarize,
 )
 from thor_cli.evaluate.report import print_summary, summary_table
-from thor_cli.evaluate.runner import EvalOptions, grade_only, load_problems, run_eval, summary_of_file
+from thor_cli.evaluate.runner import (
+           EvalOptions,
+           evaluate,
+           grade_only,
+           load_problems,
+           run_eval,
+           run_file,
+           summary_of_file,
+)
 
-__all__ = ["EvalOptions", "benchmark_metrics", "best_by_cells", "cell_score", "grade_only", "load_problems",
-           "majority", "pass_at", "print_summary", "run_eval", "summarize", "summary_of_file", "summary_table"]
+__all__ = ["EvalOptions", "evaluate", "benchmark_metrics", "best_by_cells", "cell_score", "grade_only", "load_problems",
+           "majority", "pass_at", "print_summary", "run_eval", "run_file", "summarize", "summary_of_file", "summary_table"]

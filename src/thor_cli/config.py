@@ -1,12 +1,12 @@
 """``--config FILE``: option defaults from a YAML, JSON or TOML file; flags on the line win.
 
 Keys are option names with - or _ (``max-tool-calls: 5``). The resolved config of a run (every
-option's final value) goes into its manifest and into content keys.
+option's final value) goes into its manifest and into content keys (``records.keys``: one
+canonical JSON, one hash).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tomllib
 from pathlib import Path
@@ -34,8 +34,3 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"--config {path}: expected a mapping of option names to values", None)
     return {str(k).replace("-", "_"): v for k, v in data.items()}
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    blob = json.dumps(config, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]

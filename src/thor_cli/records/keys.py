@@ -19,6 +19,17 @@ def canonical_json(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
+def config_hash(config: dict[str, Any]) -> str:
+    """The hash of a resolved config in manifests (and what --resume compares): the same canonical
+    JSON as content keys; values that are not JSON (a Path) count by their text.
+
+    >>> config_hash({"a": 1, "b": [2]}) == config_hash({"b": [2], "a": 1})
+    True
+    """
+    blob = orjson.dumps(config, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 def content_key(record: dict[str, Any], config: dict[str, Any] | None = None, *, stage: str = "",
                 sample: int | None = None) -> str:
     """Key of one unit of work: the record (minus earlier stages' keys), the config, the sample index.

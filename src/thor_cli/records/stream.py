@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thor_cli import __version__
-from thor_cli.config import config_hash
 from thor_cli.errors import ThorError, UsageError
 from thor_cli.log import log
 from thor_cli.records.jsonl import InputRecord, OutputSink, iter_records, write_json_atomic
-from thor_cli.records.keys import KEYS_FIELD, content_key
+from thor_cli.records.keys import KEYS_FIELD, config_hash, content_key
 from thor_cli.records.shard import Shard, parse_shard, shard_from_env
 
 ShardUnit = Callable[[dict], "str | None"]

@@ -80,6 +80,11 @@ class ToolProtocol:
     answer_stops: tuple[str, ...]  # a completion that stops here gave its final answer
     output_template: str  # how a result is spliced back: {result}
     expects_print: bool  # a python cell that prints nothing counts as failed (self-correction)
+    tools: tuple[str, ...] = ("python",)  # the tools the protocol can call
+
+    def available_tools(self, *, search: bool) -> tuple[str, ...]:
+        """The tools a run offers: the protocol's, less search when no corpus or retriever is set."""
+        return tuple(t for t in self.tools if t != "search" or search)
 
     def stops(self, with_tools: bool) -> tuple[str, ...]:
         return (self.call_stops + self.answer_stops) if with_tools else self.answer_stops
@@ -87,29 +92,6 @@ class ToolProtocol:
     def user_message(self, question: str, with_tools: bool) -> str:
         template = self.prompt if with_tools else self.cot_prompt
         return template.replace("{question}", question).replace("{{}}", "{}")
-
-    def parse_call(self, text: str, stop: str) -> ToolCall:
-        """The tool call at the end of ``text`` (a completion that stopped at ``stop``)."""
-        end = text.rfind(stop)
-        end = len(text) if end < 0 else end
-        if self.name == "thor":
-            start = text.rfind("```python", 0, end)
-            if start < 0:
-                return ToolCall("", "", end, error="no ```python cell before ```output")
-            body = text[start + len("```python"):end].rstrip()
-            if body.endswith("```"):
-                body = body[:-3]
-            return ToolCall("python", body.strip("\n"), start)
-        tag = stop.strip("</>")
-        start = text.rfind(f"<{tag}>", 0, end)
-        if start < 0:
-            return ToolCall("", "", end, error=f"</{tag}> without <{tag}>")
-        body = text[start + len(tag) + 2:end]
-        if tag == "code":
-            body = re.sub(r"^\s*```(?:python|py)?\s*\n", "", body)
-            body = re.sub(r"\n\s*```\s*$", "", body)
-            return ToolCall("python", body.strip("\n"), start)
-        return ToolCall(tag, body.strip(), start)
 
     def format_result(self, res: ExecResult, max_chars: int) -> str:
         return self.output_template.replace("{result}", result_text(res, max_chars))
@@ -129,8 +111,49 @@ class ToolProtocol:
         grader's looser fallbacks ("the answer is X") do not end a trajectory."""
         return extract_answer(text, fallbacks=False)
 
+    def parse_call(self, text: str, stop: str) -> ToolCall:
+        """The tool call at the end of ``text`` (a completion that stopped at ``stop``)."""
+        raise NotImplementedError
 
-THOR = ToolProtocol(
+
+@dataclass(frozen=True)
+class FenceProtocol(ToolProtocol):
+    """Markdown fences: a ```python cell closed and followed by ```output (THOR, ToRA)."""
+
+    def parse_call(self, text: str, stop: str) -> ToolCall:
+        end = text.rfind(stop)
+        end = len(text) if end < 0 else end
+        start = text.rfind("```python", 0, end)
+        if start < 0:
+            return ToolCall("", "", end, error="no ```python cell before ```output")
+        body = text[start + len("```python"):end].rstrip()
+        if body.endswith("```"):
+            body = body[:-3]
+        return ToolCall("python", body.strip("\n"), start)
+
+
+@dataclass(frozen=True)
+class TagProtocol(ToolProtocol):
+    """XML-like tags: <code>…</code> runs python, <search>…</search> queries (TAPO, Search-R1)."""
+
+    def parse_call(self, text: str, stop: str) -> ToolCall:
+        end = text.rfind(stop)
+        end = len(text) if end < 0 else end
+        tag = stop.strip("</>")
+        start = text.rfind(f"<{tag}>", 0, end)
+        if start < 0:
+            return ToolCall("", "", end, error=f"</{tag}> without <{tag}>")
+        body = text[start + len(tag) + 2:end]
+        if tag == "code":
+            body = re.sub(r"^\s*```(?:python|py)?\s*\n", "", body)
+            body = re.sub(r"\n\s*```\s*$", "", body)
+            return ToolCall("python", body.strip("\n"), start)
+        return ToolCall(tag, body.strip(), start)
+
+
+
+
+THOR = FenceProtocol(
     name="thor",
     prompt="{question}\nPlease integrate natural language reasoning with programs to solve the problem above, "
     "and put your final answer within \\boxed{{}}.",
@@ -141,7 +164,7 @@ THOR = ToolProtocol(
     expects_print=True,
 )
 
-TAPO = ToolProtocol(
+TAPO = TagProtocol(
     name="tapo",
     prompt="Answer the given question. You must conduct reasoning inside <think> and </think> first every time "
     "you get new information. If you lack some knowledge, you can call a search engine by <search> query "
@@ -155,6 +178,7 @@ TAPO = ToolProtocol(
     answer_stops=("</answer>",),
     output_template="\n<response>\n{result}\n</response>\n",
     expects_print=True,
+    tools=("python", "search"),
 )
 
 PROTOCOLS: dict[str, ToolProtocol] = {"thor": THOR, "tapo": TAPO}

@@ -74,12 +74,13 @@ class RunOptions:
 
     @property
     def tools(self) -> tuple[str, ...]:
-        """python always (unless no_tools); search too under TAPO when a corpus or retriever is given."""
+        """The protocol's tools (python; search too under TAPO when a corpus or retriever is
+        given); none with no_tools."""
         if self.no_tools:
             return ()
-        if self.protocol == "tapo" and (self.search_corpus or self.search_url):
-            return ("python", "search")
-        return ("python",)
+        from thor_cli.rollout.protocols import get_protocol
+
+        return get_protocol(self.protocol).available_tools(search=bool(self.search_corpus or self.search_url))
 
     def rollout_config(self) -> Any:
         """The engine's ``RolloutConfig`` (checks the values: a UsageError names the flag)."""

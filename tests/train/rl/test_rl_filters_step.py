@@ -73,6 +73,9 @@ def test_step_backoff_spans_text_turns_but_never_a_tool_output_or_the_prompt() -
     assert step_cut(traj(t("code", 5), t("output", 2, exec=ERR))) == (0, 0)
     # fewer than 100 tokens before it in the trajectory: only those
     assert step_cut(traj(t("text", 7), t("code", 5), t("output", 2, exec=ERR))) == (1, 7)
+    # text a critic wrote is not the policy's to back off (TrajState.back_off stops there too)
+    critic = {**t("text", 30), "author": "critic"}
+    assert step_cut(traj(critic, t("text", 20), t("code", 5), t("output", 2, exec=ERR))) == (2, 20)
     with pytest.raises(ThorError, match="drop-ids"):
         step_cut(traj({"kind": "text", "text": "abc"}, t("code", 5), t("output", 2, exec=ERR)))
 
@@ -120,6 +123,8 @@ def test_length_counts_sampled_ids_only() -> None:
     assert sampled_tokens(TWO_FAILS) == 30 + 10 + 40 + 8 + 20 + 6 + 15
     tr = traj(t("text", 5), t("code", 2), t("output", 500, exec=OK), t("text", 3, "\\boxed{1}"))
     assert too_short(tr, 11) and not too_short(tr, 10)
+    tr["turns"][0]["author"] = "critic"
+    assert sampled_tokens(tr) == 2 + 3
 
 
 @pytest.mark.parametrize(("tail", "ok"), [("so \\boxed{42}.", True), ("\\boxed{}", False), ("\\boxed{ }", False),

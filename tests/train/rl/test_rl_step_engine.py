@@ -5,7 +5,6 @@ continuation the engine returns."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +15,6 @@ from thor_cli.rollout import RolloutConfig, RolloutEngine
 from thor_cli.tools import FunctionTool
 from thor_cli.train.rl.filters import failed_cells
 from thor_cli.train.rl.step import step_cut, step_loss_mask, step_reward
-
-
-@pytest.fixture(scope="module")
-def tok(tiny_model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
 def fake_python(code: str) -> ExecResult:
@@ -87,3 +79,13 @@ def test_a_resampled_cell_that_fails_scores_zero(tok: Any, code: str) -> None:
     assert cut is not None
     out, _ = run(tok, [cell(code, "Again.\n")], rec, **cut._asdict())
     assert step_reward(out) == 0.0
+
+
+def test_the_back_off_stops_at_a_critics_text_as_the_engine_does(tok: Any) -> None:
+    rec = recorded(tok)
+    rec["trajectory"]["turns"][3]["author"] = "critic"  # the step before the failing cell: TIRGen's critic
+    cut = step_cut(rec["trajectory"])
+    assert cut == (4, 0)
+    out, backend = run(tok, [cell("print(2)", "Redo.\n")], rec, **cut._asdict())
+    kept = [i for x in rec["trajectory"]["turns"][:4] for i in x["ids"]]
+    assert backend.calls[0][0] == rec["prompt_ids"] + kept and out["continued_from"]["prefix_tokens"] == len(kept)

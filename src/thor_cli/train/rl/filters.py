@@ -18,7 +18,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from thor_cli.errors import ThorError
-from thor_cli.records.schema import ExecResult
+from thor_cli.records.schema import ExecResult, default_author
 from thor_cli.rollout.protocols import get_protocol, last_boxed
 
 
@@ -27,6 +27,12 @@ def turns_of(traj: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(turns, list):
         raise ThorError("the trajectory has no turns list", 'pass a record\'s "trajectory" dict')
     return turns
+
+
+def is_policy(turn: dict[str, Any]) -> bool:
+    """The policy sampled this turn's ids (``Turn.sampled`` on a turn dict): not tool output, not
+    text a critic or a dataset wrote."""
+    return (turn.get("author") or default_author(str(turn.get("kind")))) == "policy"
 
 
 def cell_failure(traj: dict[str, Any], code_turn: int) -> str | None:
@@ -53,10 +59,10 @@ def has_failed_cell(traj: dict[str, Any], *, count_retries: bool = True) -> bool
 
 
 def sampled_tokens(traj: dict[str, Any]) -> int:
-    """Token ids the model sampled (text and code turns), kept ones only."""
+    """Token ids the policy sampled (kept turns; tool output and other authors' text left out)."""
     n = 0
     for t in turns_of(traj):
-        if t.get("kind") == "output":
+        if not is_policy(t):
             continue
         ids = t.get("ids")
         if ids is None and t.get("text"):

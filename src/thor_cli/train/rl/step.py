@@ -12,8 +12,8 @@ The cut is just before the FIRST failing cell's code turn: the step that went wr
 one to learn from (the reference implementation backs off to the *last* cell, which is a later,
 often unrelated step, or a cell that ran fine). ``backoff_tokens`` is the number of sampled
 tokens the engine will then remove (``TrajState.back_off``): the last ``suffix_tokens`` (THOR's
-L_suf = 100) of the reasoning before that cell, never reaching back past a tool output or into
-the prompt; it is exactly what ``back_off`` removes, so ``prefix_tokens`` can be checked against it.
+L_suf = 100) of the reasoning before that cell, never reaching back past a tool output, into text
+another author wrote (a TIRGen critic's step) or into the prompt; it is exactly what ``back_off`` removes, so ``prefix_tokens`` can be checked against it.
 
 Step-level continuations must run with ``self_correct=False``: a self-correction would drop the
 failed new cell and hide the failure the reward is about.
@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import torch
 
 from thor_cli.errors import ThorError
-from thor_cli.train.rl.filters import cell_failure, failed_cells, turns_of
+from thor_cli.train.rl.filters import cell_failure, failed_cells, is_policy, turns_of
 
 THOR_SUFFIX_TOKENS = 100  # L_suf
 
@@ -45,9 +45,9 @@ def step_cut(traj: dict[str, Any], *, suffix_tokens: int = THOR_SUFFIX_TOKENS) -
         return None
     cut = failed[0]
     turns = turns_of(traj)
-    room = 0  # sampled tokens between the previous tool output (or the prompt) and the cell
+    room = 0  # policy-sampled tokens between the previous tool output / other author's text / prompt and the cell
     for t in reversed(turns[:cut]):
-        if t.get("kind") == "output":
+        if not is_policy(t):
             break
         ids = t.get("ids")
         if ids is None:

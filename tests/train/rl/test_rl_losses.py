@@ -153,3 +153,5 @@ def test_bad_shapes_and_settings() -> None:
         policy_loss(logp, old, torch.tensor([1.0]), torch.ones(1, 4), dual_clip=1.0)
     with pytest.raises(UsageError, match="aggregation"):
         aggregate(VALUES, MASK, "sum")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="token-mean"):
+        aggregate(VALUES, MASK, "seq-mean-token-mean", global_tokens=10)

@@ -7,11 +7,14 @@ from typing import Any
 import pytest
 
 from thor_cli.errors import UsageError
+from thor_cli.grading import GradeConfig, Grader
+from thor_cli.records.schema import Grade
 from thor_cli.train.rl.rewards import (
     TapoRewardConfig,
     format_violation,
     numeric_close,
     tapo_reward,
+    tapo_rewards,
     task_score,
     token_f1,
 )
@@ -96,3 +99,35 @@ def test_tapo_reward_on_records() -> None:
     assert tapo_reward(fact)[0] == pytest.approx(2 / 3)
     with pytest.raises(UsageError, match="gold"):
         tapo_reward({"id": "g", "trajectory": GOOD})
+
+
+def test_a_batch_graded_by_thors_grader() -> None:
+    recs = [
+        {"id": "a", "answer": "1/2", "trajectory": tapo("<answer>\\frac{1}{2}</answer>")},
+        {"id": "b", "answer": ["7", "0.5"], "trajectory": tapo("<answer>0.5</answer>")},  # any alias
+        {"id": "c", "answer": "3", "trajectory": tapo("<answer>4</answer>")},
+        {"id": "d", "answer": "3", "trajectory": tapo("no answer")},
+        {"id": "e", "task": "qa", "answer": "Paris", "trajectory": tapo("<answer>Paris</answer>")},
+    ]
+    with Grader(GradeConfig(workers=1)) as g:
+        got = tapo_rewards(recs, grader=g)
+    assert got == [(1.0, "scored"), (1.0, "scored"), (0.0, "scored"), (-1.0, "no_answer"), (1.0, "scored")]
+    assert tapo_rewards(recs) == got  # the same verdicts graded in this process
+    with pytest.raises(UsageError, match="kinds"):
+        tapo_rewards(recs, kinds=["math"])
+
+
+def test_the_batch_takes_the_graders_verdicts() -> None:
+    class Lenient:  # a grader that accepts everything: its verdicts must reach the rewards
+        def __init__(self) -> None:
+            self.items: list[dict[str, Any]] = []
+
+        def grade_math(self, items: list[dict[str, Any]]) -> list[Grade]:
+            self.items += items
+            return [Grade(True, it["pred"], it["answer"], "stub") for it in items]
+
+    recs = [{"id": "c", "answer": ["3", "three"], "trajectory": tapo("<answer>4</answer>")},
+            {"id": "d", "answer": "3", "trajectory": tapo("no answer")}]
+    g = Lenient()
+    assert tapo_rewards(recs, grader=g) == [(1.0, "scored"), (-1.0, "no_answer")]  # type: ignore[arg-type]
+    assert g.items == [{"pred": "4", "answer": "3"}, {"pred": "4", "answer": "three"}]  # malformed: not graded

@@ -67,6 +67,9 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: AggMode = "token-m
     """
     if mode not in AGG_MODES:
         raise UsageError(f"unknown loss aggregation {mode!r}", f"use one of: {', '.join(AGG_MODES)}")
+    if global_tokens is not None and mode != "token-mean":
+        raise UsageError(f"a global token count only applies to token-mean, not {mode}",
+                         "drop global_tokens, or aggregate with token-mean")
     m = mask.to(values.dtype)
     masked = torch.where(m > 0, values, torch.zeros_like(values))
     zero = masked.sum() * 0.0

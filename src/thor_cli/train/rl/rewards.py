@@ -18,7 +18,8 @@ aliases), ``numeric`` by tolerance (``|p - g| <= max(abs_tol, rel_tol * |g|)``).
 exact match for math, fuzzy match for facts and tolerance for calculations without saying which
 fuzzy match or tolerance; these are thor's choices. An optional per-call penalty
 (``call_penalty * n_tool_calls``, the score floored at 0 so a valid answer never ranks below a
-format violation) discourages tool-call reward hacking.
+format violation) discourages tool-call reward hacking. ``tapo_rewards`` scores a batch and
+lets a ``grading.Grader`` decide its math answers in time-bounded worker processes.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from thor_cli.errors import UsageError
 from thor_cli.grading.extract import extract_answer, trajectory_text
 from thor_cli.grading.normalize import clean, fast_equal, to_number
+
+if TYPE_CHECKING:
+    from thor_cli.grading import Grader
 
 Kind = Literal["math", "fact", "numeric"]
 KINDS: tuple[str, ...] = ("math", "fact", "numeric")
@@ -148,6 +152,13 @@ def kind_of(rec: dict[str, Any]) -> Kind:
     return "fact" if rec.get("task") == "qa" else "math"
 
 
+def _golds(rec: dict[str, Any]) -> list[str] | str:
+    gold = rec.get("answer")
+    if gold is None:
+        raise UsageError(f"record {rec.get('id', '?')!r} has no gold answer", 'give every RL problem an "answer"')
+    return [str(g) for g in gold] if isinstance(gold, list) else str(gold)
+
+
 def tapo_reward(rec: dict[str, Any], *, kind: Kind | None = None, cfg: TapoRewardConfig | None = None,
                 math_correct: bool | None = None) -> tuple[float, str]:
     """(reward, why) for a TAPO rollout record with a gold ``answer`` (a string or a list of aliases).
@@ -160,12 +171,36 @@ def tapo_reward(rec: dict[str, Any], *, kind: Kind | None = None, cfg: TapoRewar
     bad = format_violation(traj, max_tool_calls=cfg.max_tool_calls)
     if bad is not None:
         return -1.0, bad
-    gold = rec.get("answer")
-    if gold is None:
-        raise UsageError(f"record {rec.get('id', '?')!r} has no gold answer", 'give every RL problem an "answer"')
-    golds = [str(g) for g in gold] if isinstance(gold, list) else str(gold)
+    golds = _golds(rec)
     pred = extract_answer(trajectory_text(traj), fallbacks=False)
     score = task_score(pred, golds, kind or kind_of(rec), math_correct=math_correct,
                        rel_tol=cfg.rel_tol, abs_tol=cfg.abs_tol)
     calls = int(traj.get("n_tool_calls") or 0)
     return max(score - cfg.call_penalty * calls, 0.0), "scored"
+
+
+def tapo_rewards(records: Sequence[dict[str, Any]], *, grader: Grader | None = None,
+                 cfg: TapoRewardConfig | None = None, kinds: Sequence[Kind] | None = None) -> list[tuple[float, str]]:
+    """``tapo_reward`` for a batch. With a ``grader`` (``grading.Grader``), the math answers of
+    well-formed records are decided together by its time-bounded worker pool (a gold list: any
+    alias), instead of math-verify in this process with no time bound."""
+    cfg = cfg or TapoRewardConfig()
+    ks: list[Kind] = list(kinds) if kinds is not None else [kind_of(r) for r in records]
+    if len(ks) != len(records):
+        raise UsageError(f"{len(ks)} reward kinds for {len(records)} records", "pass one kind per record")
+    verdicts: dict[int, bool] = {}
+    if grader is not None:
+        items: list[dict[str, Any]] = []
+        owner: list[int] = []
+        for i, rec in enumerate(records):
+            traj = rec.get("trajectory") or {}
+            if ks[i] != "math" or format_violation(traj, max_tool_calls=cfg.max_tool_calls) is not None:
+                continue
+            golds = _golds(rec)
+            pred = extract_answer(trajectory_text(traj), fallbacks=False)
+            for g in [golds] if isinstance(golds, str) else golds:
+                items.append({"pred": pred, "answer": g})
+                owner.append(i)
+        for i, grade in zip(owner, grader.grade_math(items), strict=True):
+            verdicts[i] = verdicts.get(i, False) or grade.correct
+    return [tapo_reward(r, kind=ks[i], cfg=cfg, math_correct=verdicts.get(i)) for i, r in enumerate(records)]

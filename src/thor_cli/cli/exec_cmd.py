@@ -8,23 +8,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
-from thor_cli.cli.options import Config, Inputs, Limit, Output, Resume, ShardOpt, examples
+from thor_cli.cli.options import Config, DefaultRun, Inputs, Limit, Output, Resume, ShardOpt, examples
 from thor_cli.errors import UsageError
 
-
-class _DefaultRun(TyperGroup):
-    """A group whose default subcommand is ``run``: ``thor exec < cells.jsonl`` runs cells."""
-
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
-        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
 app = typer.Typer(
-    cls=_DefaultRun, no_args_is_help=False, add_completion=False, rich_markup_mode="rich",
+    cls=DefaultRun, no_args_is_help=False, add_completion=False, rich_markup_mode="rich",
     help="Run Python cells in the sandbox (nsjail; warm stateful sessions). [bold]thor exec[/bold] with no "
     "subcommand is [bold]thor exec run[/bold]: cells from JSONL in, each record plus an 'exec' result out. "
     "[bold]thor exec serve[/bold] shares a sandbox pool over HTTP or a Unix socket.",

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from thor_cli.config import load_config_file
 
@@ -59,3 +60,13 @@ def given_on_line(ctx: typer.Context) -> set[str]:
         if src is not None and src.name == "COMMANDLINE":
             out.add(name)
     return out
+
+
+class DefaultRun(TyperGroup):
+    """A group whose default subcommand is ``run``: ``thor exec < cells.jsonl`` runs cells, ``thor gen
+    problems.jsonl`` generates."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)

@@ -10,7 +10,7 @@ sandbox pool started on the first code problem). ``grade_only`` re-grades existi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,7 +20,7 @@ from thor_cli.grading import GradeConfig, Grader
 from thor_cli.records.access import benchmark_of, drop_ids
 from thor_cli.records.jsonl import OutputSink, iter_records
 from thor_cli.records.shard import Shard
-from thor_cli.stages import RunOptions, RunSession, Sample, merge, run_samples
+from thor_cli.stages import RunOptions, RunSession, Sample, load_problems, merge, run_samples
 
 STAGE = "eval"
 
@@ -33,26 +33,6 @@ class EvalOptions:
     model: str = ""
     keep_ids: bool = False  # keep token ids/masks/log-probs in the records (the engine always makes them)
     key_config: dict[str, Any] = field(default_factory=dict)  # what determines results (content keys)
-
-
-def load_problems(benchmarks: list[str], inputs: list[str] | None, limit: int | None) -> Iterator[dict[str, Any]]:
-    """Problems from named benchmarks (``limit`` each), or from JSONL inputs (``limit`` in all)."""
-    if benchmarks:
-        from thor_cli.data import load_benchmark
-
-        for name in benchmarks:
-            for prob in load_benchmark(name, limit):
-                prob.setdefault("source", name)
-                yield prob
-        return
-    for i, rec in enumerate(iter_records(inputs or ["-"])):
-        if limit is not None and i >= limit:
-            return
-        prob = dict(rec.data)
-        rec.require("question", str)
-        if "id" not in prob:
-            prob["id"] = f"{rec.path}:{rec.line}"
-        yield prob
 
 
 async def run_eval(problems: Iterable[dict[str, Any]], engine: Any, sink: OutputSink, opts: EvalOptions, *,

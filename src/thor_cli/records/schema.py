@@ -53,6 +53,7 @@ StopReason = Literal[
     "context_overflow",  # the next step would not fit the model's context
     "round_done",  # continue_from(one_round=True) finished its one tool round
     "error",  # a backend or tool failure; see the record's "error"
+    "abandoned",  # thor gen: the critic's cells for a step kept failing, the try was given up
 ]
 EXEC_STATUSES: tuple[str, ...] = get_args(ExecStatus)
 

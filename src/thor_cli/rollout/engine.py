@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from thor_cli.backends.base import Backend, Completion, SamplingParams
@@ -18,6 +19,7 @@ from thor_cli.grading import is_code
 from thor_cli.log import log
 from thor_cli.records.schema import ExecResult, TokenSource, Trajectory
 from thor_cli.rollout.config import RolloutConfig, seed_for
+from thor_cli.rollout.driver import TrajectoryDriver
 from thor_cli.rollout.protocols import ToolCall, get_protocol
 from thor_cli.rollout.state import TrajState
 from thor_cli.rollout.tokens import Tok
@@ -56,14 +58,16 @@ class RolloutEngine:
 
     # ---- public API ---------------------------------------------------------------------------
 
-    def prompt_ids(self, problem: dict[str, Any]) -> list[int]:
-        """The prompt ids the engine would condition on for ``problem``."""
+    def prompt_ids(self, problem: dict[str, Any], *, with_tools: bool | None = None) -> list[int]:
+        """The prompt ids the engine would condition on for ``problem`` (``with_tools=False``: the
+        protocol's plain chain-of-thought prompt instead, whatever the config says)."""
         user = problem.get("prompt")
         q = problem.get("question")
+        tools = self.with_tools if with_tools is None else with_tools
         # A code benchmark's ``prompt`` is the function stub its tests complete (HumanEval), not a
         # user message: a code problem with a question is prompted from the question.
         if not isinstance(user, str) or (is_code(problem) and q is not None):
-            user = self.protocol.user_message(str(q), self.with_tools) if q is not None else None
+            user = self.protocol.user_message(str(q), tools) if q is not None else None
         return self.tok.prompt_ids(problem, user, self.cfg.system_prompt)
 
     async def rollout(self, problem: dict[str, Any], key: str, sample: int) -> dict[str, Any]:
@@ -71,9 +75,13 @@ class RolloutEngine:
         st = TrajState(self.tok, self.prompt_ids(problem), self.cfg.protocol)
         return await self._drive(st, key, sample, one_round=False)
 
-    async def run(self, items: Iterable[Item], concurrency: int = 64) -> AsyncIterator[tuple[Item, dict[str, Any]]]:
+    async def run(self, items: Iterable[Item], concurrency: int = 64,
+                  fn: Callable[[dict[str, Any], str, int], Awaitable[dict[str, Any]]] | None = None,
+                  ) -> AsyncIterator[tuple[Item, dict[str, Any]]]:
         """Roll out every (problem, key, sample) with at most ``concurrency`` at once; yields
-        (item, fields) as each finishes (not in input order). Items are pulled lazily.
+        (item, fields) as each finishes (not in input order). Items are pulled lazily. ``fn``
+        replaces ``self.rollout`` as what runs per item (a stage's own use of the engine, e.g.
+        TIRGen's actor-critic loop over ``drive``).
 
         A finished trajectory's slot is refilled at once, also while the consumer is busy with an
         earlier result (grading it, say); at most ``concurrency`` finished results wait for the
@@ -97,7 +105,7 @@ class RolloutEngine:
                     state["exhausted"], state["error"] = True, e
                     wake.set()
                 else:
-                    task = asyncio.ensure_future(self.rollout(*item))
+                    task = asyncio.ensure_future((fn or self.rollout)(*item))
                     running[task] = item
                     task.add_done_callback(finished)
 
@@ -132,6 +140,20 @@ class RolloutEngine:
             for _, task in ready:  # finished but never taken: retrieve so asyncio does not warn
                 if not task.cancelled():
                     task.exception()
+
+    @asynccontextmanager
+    async def drive(self, problem: dict[str, Any], key: str, sample: int, *,
+                    prompt_ids: list[int] | None = None) -> AsyncIterator[TrajectoryDriver]:
+        """One trajectory driven step by step (``rollout/driver.py``); its tool sessions close on
+        the way out. ``prompt_ids``: condition on these instead of the problem's prompt."""
+        st = TrajState(self.tok, list(prompt_ids) if prompt_ids is not None else self.prompt_ids(problem),
+                       self.cfg.protocol)
+        try:
+            yield TrajectoryDriver(self, st, key, sample, problem)
+        finally:
+            await st.close_sessions()
+            self.stats["trajectories"] += 1
+            self.stats["tool_calls"] += st.n_calls_new
 
     async def continue_from(self, record: dict[str, Any], *, cut_turn: int, backoff_tokens: int = 0,
                             one_round: bool = True, sample: int = 0, key: str | None = None,

@@ -115,6 +115,39 @@ class ToolProtocol:
         """The tool call at the end of ``text`` (a completion that stopped at ``stop``)."""
         raise NotImplementedError
 
+    def split_calls(self, text: str) -> list[tuple[str, str]]:
+        """Another author's text cut into ("text", s) and (tool, arg) segments, in order, with any
+        result blocks it wrote itself (a critic's predicted ```output) dropped: real results are
+        spliced in by whoever runs the calls."""
+        segments: list[tuple[str, str]] = []
+        pos = 0
+        for m in self._call_re.finditer(text):
+            if m.start() > pos:
+                segments.append(("text", text[pos:m.start()]))
+            tool, arg = self._call_of(m)
+            segments.append((tool, arg.strip("\n")))
+            pos = m.end()
+        if pos < len(text):
+            segments.append(("text", text[pos:]))
+        return segments
+
+    @property
+    def _call_re(self) -> re.Pattern[str]:
+        raise NotImplementedError
+
+    def _call_of(self, m: re.Match[str]) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def render_call(self, tool: str, arg: str) -> str:
+        """The text of a call to ``tool`` as the model would write it, up to and including the stop
+        string (what ``parse_call`` reads back): for splicing cells another author wrote."""
+        raise NotImplementedError
+
+
+# A cell and the result block its author may have written after it (dropped by split_calls).
+_FENCE_CALL = re.compile(r"```python[ \t]*\n(.*?)```[ \t]*\n?(?:[ \t]*```output[ \t]*\n.*?(?:```[ \t]*\n?|\Z))?", re.S)
+_TAG_CALL = re.compile(r"<(code|search)>(.*?)</\1>[ \t]*\n?(?:\s*<response>.*?(?:</response>[ \t]*\n?|\Z))?", re.S)
+
 
 @dataclass(frozen=True)
 class FenceProtocol(ToolProtocol):
@@ -130,6 +163,18 @@ class FenceProtocol(ToolProtocol):
         if body.endswith("```"):
             body = body[:-3]
         return ToolCall("python", body.strip("\n"), start)
+
+    @property
+    def _call_re(self) -> re.Pattern[str]:
+        return _FENCE_CALL
+
+    def _call_of(self, m: re.Match[str]) -> tuple[str, str]:
+        return "python", m.group(1)
+
+    def render_call(self, tool: str, arg: str) -> str:
+        if tool != "python":
+            raise UsageError(f"the {self.name} protocol has no {tool!r} tool", "use python")
+        return f"```python\n{arg.strip(chr(10))}\n```\n{self.call_stops[0]}"
 
 
 @dataclass(frozen=True)
@@ -149,6 +194,21 @@ class TagProtocol(ToolProtocol):
             body = re.sub(r"\n\s*```\s*$", "", body)
             return ToolCall("python", body.strip("\n"), start)
         return ToolCall(tag, body.strip(), start)
+
+    @property
+    def _call_re(self) -> re.Pattern[str]:
+        return _TAG_CALL
+
+    def _call_of(self, m: re.Match[str]) -> tuple[str, str]:
+        body = re.sub(r"^\s*```(?:python|py)?\s*\n", "", m.group(2))
+        body = re.sub(r"\n\s*```\s*$", "", body)
+        return ("python" if m.group(1) == "code" else "search"), body
+
+    def render_call(self, tool: str, arg: str) -> str:
+        tag = {"python": "code", "search": "search"}.get(tool)
+        if tag is None:
+            raise UsageError(f"the {self.name} protocol has no {tool!r} tool", "use python or search")
+        return f"<{tag}>\n{arg.strip(chr(10))}\n</{tag}>"
 
 
 

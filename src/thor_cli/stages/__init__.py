@@ -12,7 +12,7 @@ the training stages.
 """
 
 from thor_cli.stages.options import RunOptions, with_preset
-from thor_cli.stages.runner import RunCounts, Sample, merge, run_samples
+from thor_cli.stages.runner import RunCounts, Sample, load_problems, merge, run_samples
 from thor_cli.stages.session import RunSession
 
-__all__ = ["RunCounts", "RunOptions", "RunSession", "Sample", "merge", "run_samples", "with_preset"]
+__all__ = ["RunCounts", "RunOptions", "RunSession", "Sample", "load_problems", "merge", "run_samples", "with_preset"]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from thor_cli.backends import SamplingParams, load_backend
-from thor_cli.backends.hf import HFBackend, _top_k_top_p
+from thor_cli.backends.hf import HFBackend
 from thor_cli.errors import BackendError
 
 
@@ -136,16 +136,6 @@ def test_load_backend_by_cached_name(tiny_model_dir: Path, tmp_path: Path,
     assert isinstance(backend, HFBackend) and backend.max_batch == 2
     with pytest.raises(BackendError, match="unknown options"):
         load_backend("hf", "tiny-cached", bogus=1)
-
-
-def test_top_k_top_p_masks() -> None:
-    import torch
-
-    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.1, 0.2, 0.3, 0.4]]))
-    out = _top_k_top_p(logits.clone(), [-1, 2], [0.75, 1.0])
-    kept = torch.isfinite(out)
-    assert kept.tolist() == [[True, True, False, False], [False, False, True, True]]
-    assert torch.equal(out[kept], logits[kept])
 
 
 def test_a_failing_step_fails_its_requests_and_the_backend_recovers(small_batch: HFBackend,

@@ -14,6 +14,14 @@ Contract (every backend, tested in tests/backends/):
   used (after temperature), or None when the backend cannot give it.
 - The same (prompt_ids, params with a seed) give the same ids on the same backend and machine.
 - Many coroutines may await ``generate`` at once; the backend batches whatever is pending.
+- ``load_weights(source)`` puts new weights into the running model between two decoding steps
+  (never during a forward); requests in flight continue with the new weights. What ``source``
+  may be is the backend's own (a state dict, a module or a checkpoint folder for hf and vllm);
+  a backend whose weights live elsewhere (openai: a remote server, synced by whoever runs it;
+  scripted) documents it as a no-op.
+
+The sampling distribution and the log-probs of the in-process backends come from sampling.py,
+the same code a trainer uses to score completions (``token_logprobs``).
 """
 
 from __future__ import annotations
@@ -54,6 +62,10 @@ class Backend(Protocol):
     max_context: int  # prompt + completion tokens the model accepts
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> Completion: ...
+
+    async def load_weights(self, source: Any) -> None:
+        """Load new weights into the running model (see the module docstring)."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -16,10 +16,15 @@ sample costs only its own row; leading columns that no row needs any more are tr
 event loop never blocks: the worker hands results back with ``call_soon_threadsafe``, so the
 rollout engine runs sandbox cells while the model generates.
 
-Sampling: logits / temperature, then top-k and top-p (per row), then one uniform draw per row
-from the row's generator, inverted through the CDF. ``logprobs`` are log-probabilities of the
-sampled ids under that processed distribution. ``temperature == 0`` is greedy; its logprobs are
-those of the unscaled distribution (the processed one would be all zeros).
+Sampling (sampling.py, shared with the trainer's ``token_logprobs``): logits / temperature, then
+top-k and top-p (per row), then one uniform draw per row from the row's generator, inverted
+through the CDF. ``logprobs`` are log-probabilities of the sampled ids under that processed
+distribution. ``temperature == 0`` is greedy; its logprobs are those of the unscaled
+distribution (the processed one would be all zeros).
+
+Weights: ``load_weights`` copies a state dict, a module's or a checkpoint folder's weights into
+the running model in place, between two decoding steps (``paused()`` is the handshake with the
+worker); ``HFBackend.from_model`` wraps a live model, such as a trainer's, without a copy.
 
 Not covered: prefix caching, sliding-window caches (such models run with a full cache, which is
 correct but uses more memory), speculative decoding, more than one device.
@@ -31,10 +36,14 @@ import asyncio
 import random
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from thor_cli.backends.base import Completion, FinishReason, SamplingParams, raw_decoder
+from thor_cli.backends.sampling import sample
 from thor_cli.errors import BackendError, ThorError
 from thor_cli.log import log
 
@@ -101,6 +110,32 @@ class HFBackend:
         except (OSError, ValueError) as e:
             raise BackendError(f"hf backend: cannot load model {model!r} ({e})",
                                "pass a checkpoint folder, a cached name (thor models list) or an HF id") from e
+        self._setup(max_batch, max_prefill_tokens)
+        log.debug("hf backend: %s on %s (%s), max_context %d", path, self.device, self.model.dtype, self.max_context)
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, *, max_batch: int = 32,
+                   max_prefill_tokens: int = 16384) -> HFBackend:
+        """Wrap a live transformers model (no copy), e.g. the trainer's own, for RL on one device.
+
+        The backend generates with ``model`` as it is at each decoding step, on the model's
+        device and dtype, and does not change its mode: put it in ``eval()`` for rollouts
+        (dropout) and leave ``use_cache`` alone. Whoever changes its weights (an optimizer step)
+        must do so inside ``with backend.paused():`` (or call ``await backend.load_weights(model)``
+        afterwards as a barrier) so that no forward runs while the weights change.
+        """
+        self = cls.__new__(cls)
+        self.model = model
+        self.tokenizer = tokenizer
+        self._text_of = raw_decoder(tokenizer)
+        self.device = next(model.parameters()).device
+        self._setup(max_batch, max_prefill_tokens)
+        return self
+
+    def _setup(self, max_batch: int, max_prefill_tokens: int) -> None:
+        """Everything but loading: limits, special ids and the worker's state."""
+        import torch
+
         config = self.model.config.get_text_config(decoder=True)
         self.max_context = int(getattr(config, "max_position_embeddings", 0) or 0) or int(
             min(getattr(self.tokenizer, "model_max_length", 32768), 1 << 20))
@@ -111,11 +146,14 @@ class HFBackend:
         self.max_batch = max(1, int(max_batch))
         self.threads = torch.get_num_threads()  # the worker thread uses what the caller configured
         self.max_prefill_tokens = max(1, int(max_prefill_tokens))
+        # One condition guards the inbox, closing, and the pause handshake with load_weights.
         self._cond = threading.Condition()
         self._inbox: list[_Request] = []
         self._outbox: list[_Request] = []  # filled within one event-loop tick, flushed once
         self._flush_scheduled = False
         self._closing = False
+        self._pauses = 0  # holders of paused(): the worker starts no step while > 0
+        self._stepping = False  # the worker is inside a step (a forward may be running)
         self._thread: threading.Thread | None = None
         self._sysrand = random.SystemRandom()
         # Running batch, touched only by the worker thread.
@@ -124,7 +162,6 @@ class HFBackend:
         self._mask: Any = None  # (B, T) long, 1 = real token
         self._pos: Any = None  # (B,) position of the token fed next
         self._next: Any = None  # (B,) the last sampled token, not yet in the cache
-        log.debug("hf backend: %s on %s (%s), max_context %d", path, self.device, self.model.dtype, self.max_context)
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -177,15 +214,98 @@ class HFBackend:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._worker, name="thor-hf-backend", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            self._cond.notify_all()
 
     async def close(self) -> None:
         with self._cond:
             self._closing = True
-            self._cond.notify()
+            self._cond.notify_all()
         thread = self._thread
         if thread is not None:
             await asyncio.to_thread(thread.join, 30.0)
+
+    # ---- weights ----------------------------------------------------------------------------
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the decoding loop between two steps: while inside, no forward runs (any thread).
+
+        Blocks until the step under way, if any, ends. Requests keep their place in the batch and
+        go on when the last holder leaves. Used by ``load_weights``; a trainer that shares the
+        model (``from_model``) wraps its optimizer step in it.
+        """
+        with self._cond:
+            self._pauses += 1
+            while self._stepping:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._pauses -= 1
+                self._cond.notify_all()
+
+    async def load_weights(self, source: Any, *, strict: bool = True) -> None:
+        """Put new weights into the running model, between two decoding steps.
+
+        ``source``: a state dict (name -> tensor, as ``model.state_dict()`` names them), a
+        ``torch.nn.Module`` (its state dict), or a checkpoint folder (loaded with transformers,
+        so a second copy of the model lives in CPU memory while it is copied). Passing the
+        backend's own model copies nothing: it only waits for the step under way (a barrier).
+        Tensors are copied in place (dtype and device converted), so the model object, and any
+        reference a trainer holds to it, stays the same. ``strict``: every parameter and buffer
+        of the model must be given (tied weights count once), and no unknown name.
+
+        Requests in flight stay in the batch and continue with the new weights (their KV cache
+        keeps what the old weights computed), as in vLLM; await them first for on-policy samples.
+        """
+        await asyncio.to_thread(self._load_weights_blocking, source, strict)
+
+    def _load_weights_blocking(self, source: Any, strict: bool) -> None:
+        import torch
+
+        if source is self.model:
+            with self.paused():
+                return
+        state, origin = self._state_dict_of(source)
+        target = self.model.state_dict()
+        unknown = sorted(set(state) - set(target))
+        wrong = [(k, tuple(v.shape), tuple(target[k].shape)) for k, v in state.items()
+                 if k in target and tuple(v.shape) != tuple(target[k].shape)]
+        if unknown or wrong:
+            what = f"unknown names {unknown[:5]}" if unknown else f"shape of {wrong[0][0]} is {wrong[0][1]}, " \
+                f"the model's is {wrong[0][2]}"
+            raise BackendError(f"hf backend: cannot load weights from {origin}: {what}",
+                               "load weights of the same architecture as the running model")
+        if strict:
+            given = {t.data_ptr() for k, t in target.items() if k in state}
+            missing = sorted(k for k, t in target.items() if k not in state and t.data_ptr() not in given)
+            if missing:
+                raise BackendError(f"hf backend: {origin} lacks {len(missing)} of the model's tensors "
+                                   f"(first: {missing[0]})", "pass a full state dict, or strict=False")
+        with self.paused(), torch.no_grad():
+            for name, value in state.items():
+                target[name].copy_(value)
+        log.debug("hf backend: loaded %d tensors from %s", len(state), origin)
+
+    def _state_dict_of(self, source: Any) -> tuple[dict[str, Any], str]:
+        import torch
+
+        if isinstance(source, torch.nn.Module):
+            return dict(source.state_dict()), f"a {type(source).__name__}"
+        if isinstance(source, Mapping):
+            return dict(source), "a state dict"
+        if isinstance(source, str | Path):
+            from transformers import AutoModelForCausalLM
+
+            try:
+                other = AutoModelForCausalLM.from_pretrained(str(source), dtype=self.model.dtype)
+            except (OSError, ValueError) as e:
+                raise BackendError(f"hf backend: cannot load weights from {str(source)!r} ({e})",
+                                   "pass a checkpoint folder (config.json + safetensors) of the same model") from e
+            return dict(other.state_dict()), repr(str(source))
+        raise BackendError(f"hf backend: cannot load weights from a {type(source).__name__}",
+                           "pass a state dict, a torch.nn.Module or a checkpoint folder")
 
     # ---- worker thread ----------------------------------------------------------------------
 
@@ -196,12 +316,13 @@ class HFBackend:
         with torch.inference_mode():
             while True:
                 with self._cond:
-                    while not self._inbox and not self._rows and not self._closing:
+                    while not self._closing and (self._pauses or not (self._inbox or self._rows)):
                         self._cond.wait()
                     if self._closing:
                         pending, self._inbox = self._inbox, []
                         break
                     new = self._take_new()
+                    self._stepping = True
                 try:
                     self._step(new)
                 except Exception as e:  # noqa: BLE001 -- every waiter must hear about it
@@ -212,6 +333,10 @@ class HFBackend:
                     for r in [*self._rows, *new]:
                         self._deliver(r, err)
                     self._reset()
+                finally:
+                    with self._cond:
+                        self._stepping = False
+                        self._cond.notify_all()
         err = BackendError("hf backend closed while requests were pending", "await generate before close()")
         for r in [*self._rows, *pending]:
             self._deliver(r, err)
@@ -265,7 +390,9 @@ class HFBackend:
             rows = range(len(self._rows))
         else:
             return
-        tokens, logprobs = self._sample(logits, [self._rows[i] for i in rows])
+        batch = [self._rows[i] for i in rows]
+        tokens, logprobs = sample(logits, [r.params.temperature for r in batch], [r.params.top_k for r in batch],
+                                  [r.params.top_p for r in batch], [r.generator for r in batch])
         self._next[rows.start:rows.stop] = torch.tensor(tokens, device=self.device)
         keep: list[int] = list(range(rows.start))
         for i, tok, lp in zip(rows, tokens, logprobs, strict=True):
@@ -373,55 +500,3 @@ class HFBackend:
         self._pos = self._pos.index_select(0, idx)
         self._next = self._next.index_select(0, idx)
         self._rows = [self._rows[i] for i in keep]
-
-    def _sample(self, logits: Any, rows: list[_Request]) -> tuple[list[int], list[float]]:
-        import torch
-
-        logits = logits.float()
-        temps = [r.params.temperature for r in rows]
-        greedy = [t <= 0 for t in temps]
-        scale = torch.tensor([t if t > 0 else 1.0 for t in temps], device=logits.device)
-        scaled = logits / scale[:, None]
-        filtered = [i for i, r in enumerate(rows)
-                    if not greedy[i] and (0 < r.params.top_k < logits.shape[-1] or r.params.top_p < 1.0)]
-        if filtered:
-            sub = [rows[i] for i in filtered]
-            scaled[filtered] = _top_k_top_p(scaled[filtered], [r.params.top_k for r in sub],
-                                            [r.params.top_p for r in sub])
-        logp = torch.log_softmax(scaled, dim=-1)
-        if all(greedy):
-            chosen = logp.argmax(dim=-1)
-        else:
-            # One uniform per row from the row's own generator (on CPU, so a seed means the same
-            # thing on every device), inverted through the row's CDF.
-            u = torch.tensor([0.0 if g else float(torch.rand((), generator=r.generator))
-                              for g, r in zip(greedy, rows, strict=True)], device=logits.device)
-            cdf = logp.exp().cumsum(dim=-1)
-            chosen = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(1)
-            chosen = chosen.clamp(max=logits.shape[-1] - 1)
-            if any(greedy):
-                chosen = torch.where(torch.tensor(greedy, device=logits.device), logp.argmax(dim=-1), chosen)
-        picked = logp.gather(1, chosen[:, None]).squeeze(1)
-        if bool(torch.isinf(picked).any()):  # a float edge landed on a masked token: take the mode
-            chosen = torch.where(torch.isinf(picked), logp.argmax(dim=-1), chosen)
-            picked = logp.gather(1, chosen[:, None]).squeeze(1)
-        return chosen.tolist(), picked.tolist()
-
-
-def _top_k_top_p(logits: Any, top_k: list[int], top_p: list[float]) -> Any:
-    """Mask (to -inf) what each row's top-k and top-p exclude; at least one token survives."""
-    import torch
-
-    vocab = logits.shape[-1]
-    ordered, order = logits.sort(dim=-1, descending=True)
-    ranks = torch.arange(vocab, device=logits.device)[None, :]
-    k = torch.tensor([k if 0 < k < vocab else vocab for k in top_k], device=logits.device)
-    drop = ranks >= k[:, None]
-    ordered = ordered.masked_fill(drop, float("-inf"))
-    p = torch.tensor(top_p, device=logits.device, dtype=logits.dtype)
-    probs = ordered.softmax(dim=-1)
-    before = probs.cumsum(dim=-1) - probs  # mass of the better-ranked tokens
-    drop = drop | (before >= p[:, None])
-    drop[:, 0] = False
-    ordered = ordered.masked_fill(drop, float("-inf"))
-    return torch.empty_like(logits).scatter_(-1, order, ordered)

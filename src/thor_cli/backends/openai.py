@@ -23,6 +23,10 @@ Configuration: ``base_url`` (else ``THOR_OPENAI_BASE_URL``, ``OPENAI_BASE_URL``,
 ``http://127.0.0.1:8000/v1``), ``api_key`` (else ``THOR_OPENAI_API_KEY``, ``OPENAI_API_KEY``),
 ``served_model`` (the name the server knows; default ``model``), ``tokenizer`` (where to load the
 tokenizer from; default ``model``), ``concurrency``, ``max_retries``, ``timeout``.
+
+Weights: ``load_weights`` is a no-op that logs once. The model lives in the remote server, and
+whoever runs it syncs its weights (e.g. vLLM's ``/collective_rpc`` with ``reload_weights`` in its
+dev mode, or TRL's vLLM server).
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ class OpenAIBackend:
         eos = self.tokenizer.eos_token_id
         self.eos_ids = {int(eos)} if eos is not None else set()
         self._per_loop: dict[asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore]] = {}
+        self._warned_weights = False
 
     @staticmethod
     def _load_tokenizer(spec: str, max_context: int | None) -> tuple[Any, int]:
@@ -230,6 +235,13 @@ class OpenAIBackend:
         if isinstance(data.get("usage"), dict):
             meta["usage"] = data["usage"]
         return Completion(ids=ids, logprobs=logprobs, finish_reason=finish, stop=stop, meta=meta)
+
+    async def load_weights(self, source: Any = None) -> None:
+        """A no-op: the served model's weights are synced by whoever runs the server (logged once)."""
+        if not self._warned_weights:
+            self._warned_weights = True
+            log.warning("openai backend: load_weights does nothing here; sync the weights of the server at %s "
+                        "yourself (e.g. vLLM's reload_weights)", self.url)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -63,6 +63,7 @@ class ScriptedBackend:
         self.busy_s = 0.0  # seconds spent in simulated generation (delay), summed over calls
         self._lock = asyncio.Lock() if serial else None
         self._cache: dict[str, list[int]] = {}
+        self.weight_loads = 0
 
     def _text(self, prompt_ids: list[int], index: int) -> str:
         if callable(self.script):
@@ -124,6 +125,10 @@ class ScriptedBackend:
         comp = Completion(ids=ids, logprobs=lps, finish_reason=finish, stop=stop, meta={"call": index})
         self.calls.append((list(prompt_ids), params, comp))
         return comp
+
+    async def load_weights(self, source: Any = None) -> None:
+        """A no-op: a script has no weights. Counted in ``weight_loads`` for tests of callers."""
+        self.weight_loads += 1
 
     async def close(self) -> None:
         return None

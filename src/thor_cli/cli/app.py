@@ -40,6 +40,7 @@ COMMANDS: list[tuple[str, str, str, str]] = [
     ("thor_cli.cli.eval_cmd", "main", "eval", "command"),
     ("thor_cli.cli.exec_cmd", "app", "exec", "group"),
     ("thor_cli.cli.gen", "app", "gen", "group"),
+    ("thor_cli.cli.sft", "main", "sft", "command"),
 ]
 
 

@@ -41,6 +41,7 @@ COMMANDS: list[tuple[str, str, str, str]] = [
     ("thor_cli.cli.exec_cmd", "app", "exec", "group"),
     ("thor_cli.cli.gen", "app", "gen", "group"),
     ("thor_cli.cli.sft", "main", "sft", "command"),
+    ("thor_cli.cli.rl", "main", "rl", "command"),
 ]
 
 

@@ -1,0 +1,131 @@
+"""One optimizer step of ``thor rl`` from a ``Batch``: advantages, log-probs, the loss, backward.
+
+The trainer's log-probs come from ``backends.sampling.token_logprobs`` under the rollout's own
+temperature / top-k / top-p (the same code the hf backend samples with), so the ratio against
+the generator's log-probs means what it says. One update per batch (THOR, DAPO): the "old"
+policy is the current one, so the PPO ratio is exactly 1 and the clip only matters through the
+importance-sampling correction against the generator (``importance``), which differs whenever the
+generator is not this very model in this very numeric state (vLLM, a server, bf16).
+
+Levels: trajectory samples and step samples are each aggregated over their own tokens (token-mean
+with the level's global token count across micro-batches), then added with ``step_weight``
+(THOR). The NLL term (``nll_alpha``) covers positive-advantage trajectory tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from thor_cli.backends.sampling import token_logprobs
+from thor_cli.train.rl.advantages import group_advantages
+from thor_cli.train.rl.collect import RLSample
+from thor_cli.train.rl.config import RLConfig
+from thor_cli.train.rl.importance import rollout_is_weights
+from thor_cli.train.rl.losses import kl_penalty, policy_loss, positive_nll
+
+
+def _pad(samples: Sequence[RLSample], adv: Sequence[float], pad_id: int, device: Any) -> dict[str, torch.Tensor]:
+    """Right-padded (B, L) ids and attention, and (B, L-1) targets, loss mask, rollout log-probs and
+    advantages aligned with the logits that predict each target."""
+    seqs = [s.prompt_ids + s.completion_ids for s in samples]
+    width = max(len(x) for x in seqs)
+    b = len(seqs)
+    ids = torch.full((b, width), pad_id, dtype=torch.long)
+    attn = torch.zeros((b, width), dtype=torch.long)
+    mask = torch.zeros((b, width - 1))
+    rollout = torch.full((b, width - 1), float("nan"))
+    advs = torch.zeros((b, width - 1))
+    for i, (s, x) in enumerate(zip(samples, seqs, strict=True)):
+        ids[i, :len(x)] = torch.tensor(x)
+        attn[i, :len(x)] = 1
+        p = len(s.prompt_ids)
+        n = len(s.completion_ids)
+        # the logit at position t predicts token t + 1: completion token j sits at target p - 1 + j
+        mask[i, p - 1:p - 1 + n] = torch.tensor(s.loss_mask[:n], dtype=torch.float)
+        if s.rollout_logprobs is not None and len(s.rollout_logprobs) == n:
+            rollout[i, p - 1:p - 1 + n] = torch.tensor(s.rollout_logprobs, dtype=torch.float)
+        advs[i, :] = adv[i]
+    return {"ids": ids.to(device), "attn": attn.to(device), "mask": mask.to(device),
+            "rollout": rollout.to(device), "adv": advs.to(device)}
+
+
+def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *, temperature: float,
+           top_k: int, top_p: float, pad_id: int, ref_model: Any = None, scheduler: Any = None) -> dict[str, float]:
+    """Backward over ``samples`` and one optimizer step; returns the step's training stats."""
+    stats: dict[str, float] = {}
+    if not samples:
+        return {"skipped_update": 1.0}
+    adv_all = group_advantages([s.reward for s in samples], [s.group for s in samples], scale=cfg.adv_scale,  # type: ignore[arg-type]
+                               baseline=cfg.adv_baseline).tolist()  # type: ignore[arg-type]
+    device = next(model.parameters()).device
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    acc: dict[str, list[float]] = {}
+    total_loss = 0.0
+    t_temp = temperature if temperature > 0 else 1.0
+    for level, weight in (("traj", 1.0), ("step", cfg.step_weight)):
+        idx = [i for i, s in enumerate(samples) if s.level == level and s.train and any(s.loss_mask)]
+        if not idx:
+            continue
+        level_tokens = float(sum(sum(samples[i].loss_mask) for i in idx))
+        pos_tokens = float(sum(sum(samples[i].loss_mask) for i in idx if adv_all[i] > 0))
+        for start in range(0, len(idx), cfg.micro_batch):
+            part = idx[start:start + cfg.micro_batch]
+            batch = _pad([samples[i] for i in part], [adv_all[i] for i in part], pad_id, device)
+            logits = model(input_ids=batch["ids"], attention_mask=batch["attn"]).logits[:, :-1].float()
+            logp = token_logprobs(logits, batch["ids"][:, 1:], t_temp, top_k, top_p)
+            old = logp.detach()
+            m = batch["mask"]
+            is_w = None
+            if cfg.is_level is not None:
+                rollout = torch.where(torch.isnan(batch["rollout"]), old, batch["rollout"])
+                is_w, ist = rollout_is_weights(old, rollout, m, level=cfg.is_level, mode=cfg.is_mode,  # type: ignore[arg-type]
+                                               cap=cfg.is_cap)
+                for k, v in ist.items():
+                    acc.setdefault(f"is_{k}", []).append(v)
+            token_mean = cfg.loss_agg == "token-mean"
+            share = 1.0 if token_mean else len(part) / len(idx)
+            loss, pst = policy_loss(logp, old, batch["adv"], m, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
+                                    dual_clip=cfg.dual_clip, agg=cfg.loss_agg, is_weights=is_w,  # type: ignore[arg-type]
+                                    global_tokens=level_tokens if token_mean else None)
+            loss = loss * share
+            if level == "traj" and cfg.nll_alpha > 0 and pos_tokens > 0:
+                nll, _ = positive_nll(logp, batch["adv"], m, global_tokens=pos_tokens)
+                loss = loss + cfg.nll_alpha * nll
+                acc.setdefault("nll", []).append(float(nll))
+            if cfg.beta > 0 and ref_model is not None:
+                with torch.no_grad():
+                    ref_logits = ref_model(input_ids=batch["ids"], attention_mask=batch["attn"]).logits[:, :-1].float()
+                    ref_lp = token_logprobs(ref_logits, batch["ids"][:, 1:], t_temp, top_k, top_p)
+                kl, kst = kl_penalty(logp, ref_lp, m, beta=cfg.beta, estimator=cfg.kl_estimator,  # type: ignore[arg-type]
+                                     agg=cfg.loss_agg, global_tokens=level_tokens if token_mean else None)  # type: ignore[arg-type]
+                loss = loss + kl * share
+                acc.setdefault("kl", []).append(kst["kl"])
+            (weight * loss).backward()
+            total_loss += float(weight * loss)
+            with torch.no_grad():
+                active = m > 0
+                if bool(active.any()):
+                    lsm = torch.log_softmax(logits[active] / t_temp, dim=-1)
+                    acc.setdefault("entropy", []).append(float(-(lsm.exp() * lsm).sum(-1).mean()))
+            for k, v in pst.items():
+                acc.setdefault(k, []).append(v)
+        stats[f"{level}_samples"] = float(len(idx))
+        stats[f"{level}_tokens"] = level_tokens
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    stats["loss"] = total_loss
+    stats["grad_norm"] = float(grad_norm)
+    stats["advantage_abs_mean"] = sum(abs(a) for a in adv_all) / len(adv_all)
+    for k, vs in acc.items():
+        vs = [v for v in vs if v == v]  # drop NaNs (no active token in a micro-batch)
+        if vs:
+            stats[k] = max(vs) if k.endswith("_max") else min(vs) if k.endswith("_min") else sum(vs) / len(vs)
+    return stats

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -125,3 +126,51 @@ def convert(
         log.warning("convert: no input records")
     extra = f", {conv.skipped} rows without an answer skipped" if conv.skipped else ""
     log.info("convert: %d problems written%s in %.1fs", n, extra, time.monotonic() - t0)
+
+
+@app.command("merge", epilog=examples(
+    "thor grade preds.jsonl --shard 0/2 -o graded.0.jsonl; thor grade preds.jsonl --shard 1/2 -o graded.1.jsonl",
+    "thor data merge graded.0.jsonl graded.1.jsonl -o graded.jsonl",
+    "thor data merge runs/exec.*.jsonl --strict | thor show --stats",
+    "thor data merge old.jsonl redo.jsonl --stage exec -o exec.jsonl",
+))
+def merge(
+    inputs: Annotated[list[str], typer.Argument(help="Output files of the shards of one stage run "
+                      "(each with its FILE.manifest.json).", show_default=False)],
+    output: Output = "-",
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a shard is missing or the inputs do not fit "
+                      "together (different configs, stages or shard counts, no manifest).")] = False,
+    stage: Annotated[str | None, typer.Option("--stage", help="Stage whose keys[STAGE] identify a record "
+                     "(default: the stage named in the manifests).", show_default=False)] = None,
+) -> None:
+    """Merge the outputs of a sharded run (--shard i/n) into one file with one record per key.
+
+    A key seen more than once keeps one record: a successful one over one with an `error`, else
+    the first; the duplicates dropped are counted on stderr. Shards that have no file (by the
+    manifests' "i/n") and inputs made with different configs are reported on stderr (errors with
+    --strict). Records come out file by file in the order given. The output gets a manifest with
+    the shards' config, so a later --resume into it works like one into an unsharded run.
+    """
+    from thor_cli.cli.stream import write_manifest
+    from thor_cli.data.merge import merged_config, merged_records, plan_merge
+    from thor_cli.errors import UsageError
+
+    if output != "-" and any(Path(output).resolve() == Path(p).resolve() for p in inputs if p != "-"):
+        raise UsageError(f"the output {output} is also an input", "write the merged records to a new -o file")
+    t0 = time.monotonic()
+    plan = plan_merge(inputs, stage=stage, strict=strict)
+    if plan.missing_shards:
+        log.warning("merge: missing shard(s) %s: no input file for them; their records are not in the output",
+                    ", ".join(plan.missing_shards))
+    for problem in plan.problems:
+        log.warning("merge: %s", problem)
+    n = write_records(merged_records(plan), output)
+    if output != "-":
+        config, extra = merged_config(plan)
+        write_manifest(output, plan.stage, config, extra)
+    if plan.dropped:
+        detail = ", ".join(f"{c} from {p}" for p, c in plan.duplicates.items())
+        extra_msg = f"; {plan.replaced_failed} failed copies gave way to successful ones" if plan.replaced_failed else ""
+        log.warning("merge: %d duplicate records dropped (%s)%s", plan.dropped, detail, extra_msg)
+    log.info("merge: %d read from %d files, %d written (key: keys.%s) in %.1fs", plan.records, len(plan.files), n,
+             plan.stage, time.monotonic() - t0)

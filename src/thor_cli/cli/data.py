@@ -1,4 +1,4 @@
-"""``thor data``: the benchmarks shipped inside thor, and conversion of other data to problem records."""
+"""``thor data``: shipped benchmarks, conversion to problem records, synthetic problems, merging shards."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from thor_cli.log import log
 from thor_cli.records import OutputSink
 
 app = typer.Typer(
-    help="Problem sets: list and get the benchmarks shipped with thor, convert other data to problem records.",
+    help="Problem sets: list and get the benchmarks shipped with thor, convert other data to problem records, "
+    "generate synthetic problems, merge sharded outputs.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -174,3 +175,82 @@ def merge(
         log.warning("merge: %d duplicate records dropped (%s)%s", plan.dropped, detail, extra_msg)
     log.info("merge: %d read from %d files, %d written (key: keys.%s) in %.1fs", plan.records, len(plan.files), n,
              plan.stage, time.monotonic() - t0)
+
+
+def _parse_splits(spec: str, known: Sequence[str]) -> dict[str, int]:
+    """``train=2000,test=200`` -> {"train": 2000, "test": 200}."""
+    from thor_cli.errors import UsageError
+
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, count = part.partition("=")
+        if name not in known or not count.strip().isdigit():
+            raise UsageError(f"--splits {spec!r}: {part!r} is not SPLIT=N with SPLIT one of {', '.join(known)}",
+                             "write e.g. --splits train=2000,test=200,hard=200")
+        out[name] = int(count)
+    if not out:
+        raise UsageError(f"--splits {spec!r} names no split", "write e.g. --splits train=2000,test=200,hard=200")
+    return out
+
+
+@app.command("synth", epilog=examples(
+    "thor data synth arithmetic --split train --n 2000 --seed 0 -o train.jsonl",
+    "thor data synth arithmetic --splits train=2000,test=200,hard=200 --out-dir data/arith",
+    "thor data synth arithmetic --split hard --n 3 --form word | jq -r .question",
+    "thor data synth arithmetic --split test --n 200 | thor eval --model smollm2-135m --limit 20",
+))
+def synth(
+    name: Annotated[str, typer.Argument(help="What to generate: arithmetic.", show_default=False)],
+    split: Annotated[str, typer.Option("--split", help="Split to write: train, test or hard (harder: 2-4 "
+                     "operations chained, bigger numbers).")] = "train",
+    n: Annotated[int, typer.Option("--n", help="Number of problems.")] = 1000,
+    splits: Annotated[str | None, typer.Option("--splits", help="Several splits at once, SPLIT=N,...; each goes "
+                      "to --out-dir/SPLIT.jsonl.", show_default=False)] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Folder for --splits.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same problems.")] = 0,
+    form: Annotated[str, typer.Option("--form", help="plain ('Compute 4821 * 739.'), word (a short story) or "
+                    "mixed (half each).")] = "mixed",
+    output: Output = "-",
+) -> None:
+    """Generate problem records: id, question, exact answer (a string), source (arith-SPLIT), task,
+    and meta (the Python expression that computes the answer, ops, difficulty, kind, form, seed).
+
+    The splits never share a problem, for any seeds: every expression belongs to one split by a
+    hash of its canonical form (so 4821 * 739 and 739 * 4821 are one problem). Answers are exact
+    (integers, or terminating decimals), never computed in floating point.
+    """
+    import importlib
+
+    from thor_cli.cli.stream import write_manifest
+    from thor_cli.data.registry import SYNTHETIC
+    from thor_cli.errors import ThorError, UsageError
+
+    if name not in SYNTHETIC:
+        raise UsageError(f"unknown generator {name!r}", f"choose one of: {', '.join(SYNTHETIC)}")
+    gen = importlib.import_module(SYNTHETIC[name][0])
+    if (splits is None) != (out_dir is None):
+        raise UsageError("--splits and --out-dir go together", "pass both, or --split with -o")
+    if splits is not None and output != "-":
+        raise UsageError("-o writes one split; --splits writes to --out-dir", "drop -o, or use --split")
+    t0 = time.monotonic()
+    if splits is None:
+        config = {"name": name, "split": split, "n": n, "seed": seed, "form": form}
+        written = write_records(gen.generate(split, n, seed, form), output)
+        if output != "-":
+            write_manifest(output, "synth", config)
+        log.info("synth %s: %d %s problems in %.1fs", name, written, split, time.monotonic() - t0)
+        return
+    assert out_dir is not None
+    questions: dict[str, str] = {}  # question -> split: the splits are disjoint by construction; checked here
+    for part, count in _parse_splits(splits, gen.SPLITS).items():
+        records = list(gen.generate(part, count, seed, form))
+        for rec in records:
+            other = questions.setdefault(rec["question"], part)
+            if other != part:
+                raise ThorError(f"splits {other} and {part} share a question: {rec['question']!r}",
+                                "this is a bug in thor; report it")
+        path = str(out_dir / f"{part}.jsonl")
+        write_records(records, path)
+        write_manifest(path, "synth", {"name": name, "split": part, "n": count, "seed": seed, "form": form})
+        log.info("synth %s: %d %s problems -> %s", name, len(records), part, path)
+    log.info("synth %s: done in %.1fs", name, time.monotonic() - t0)

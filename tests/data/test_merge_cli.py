@@ -58,6 +58,15 @@ def test_two_shards_merge_to_every_record_once(shards: dict[str, Path], tmp_path
     assert "duplicate" not in res.stderr.decode() and "missing" not in res.stderr.decode()
 
 
+def test_resume_into_the_merged_file_finds_every_record_done(shards: dict[str, Path], tmp_path: Path) -> None:
+    merged = tmp_path / "merged.jsonl"
+    assert thor("data", "merge", str(shards["s0"]), str(shards["s1"]), "-o", str(merged)).returncode == 0
+    before = merged.read_bytes()
+    res = thor("grade", str(shards["s0"].parent / "preds.jsonl"), "--workers", "1", "--resume", "-o", str(merged))
+    assert res.returncode == 0, res.stderr.decode()
+    assert f"{len(ROWS)} already done" in res.stderr.decode() and merged.read_bytes() == before
+
+
 def test_duplicates_across_files_are_dropped_and_counted(shards: dict[str, Path], tmp_path: Path) -> None:
     again = tmp_path / "s0_again.jsonl"
     again.write_bytes(shards["s0"].read_bytes())

@@ -1,10 +1,11 @@
-"""``thor data``: the benchmarks shipped inside thor, and conversion of other data to problem records."""
+"""``thor data``: shipped benchmarks, conversion to problem records, synthetic problems, merging shards."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -15,7 +16,8 @@ from thor_cli.log import log
 from thor_cli.records import OutputSink
 
 app = typer.Typer(
-    help="Problem sets: list and get the benchmarks shipped with thor, convert other data to problem records.",
+    help="Problem sets: list and get the benchmarks shipped with thor, convert other data to problem records, "
+    "generate synthetic problems, merge sharded outputs.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -125,3 +127,132 @@ def convert(
         log.warning("convert: no input records")
     extra = f", {conv.skipped} rows without an answer skipped" if conv.skipped else ""
     log.info("convert: %d problems written%s in %.1fs", n, extra, time.monotonic() - t0)
+
+
+@app.command("merge", epilog=examples(
+    "thor grade preds.jsonl --shard 0/2 -o graded.0.jsonl; thor grade preds.jsonl --shard 1/2 -o graded.1.jsonl",
+    "thor data merge graded.0.jsonl graded.1.jsonl -o graded.jsonl",
+    "thor data merge runs/exec.*.jsonl --strict | thor show --stats",
+    "thor data merge old.jsonl redo.jsonl --stage exec -o exec.jsonl",
+))
+def merge(
+    inputs: Annotated[list[str], typer.Argument(help="Output files of the shards of one stage run "
+                      "(each with its FILE.manifest.json).", show_default=False)],
+    output: Output = "-",
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a shard is missing or the inputs do not fit "
+                      "together (different configs, stages or shard counts, no manifest).")] = False,
+    stage: Annotated[str | None, typer.Option("--stage", help="Stage whose keys[STAGE] identify a record "
+                     "(default: the stage named in the manifests).", show_default=False)] = None,
+) -> None:
+    """Merge the outputs of a sharded run (--shard i/n) into one file with one record per key.
+
+    A key seen more than once keeps one record: a successful one over one with an `error`, else
+    the first; the duplicates dropped are counted on stderr. Shards that have no file (by the
+    manifests' "i/n") and inputs made with different configs are reported on stderr (errors with
+    --strict). Records come out file by file in the order given. The output gets a manifest with
+    the shards' config, so a later --resume into it works like one into an unsharded run.
+    """
+    from thor_cli.cli.stream import write_manifest
+
+    from thor_cli.data.merge import merged_config, merged_records, plan_merge
+    from thor_cli.errors import UsageError
+
+    if output != "-" and any(Path(output).resolve() == Path(p).resolve() for p in inputs if p != "-"):
+        raise UsageError(f"the output {output} is also an input", "write the merged records to a new -o file")
+    t0 = time.monotonic()
+    plan = plan_merge(inputs, stage=stage, strict=strict)
+    if plan.missing_shards:
+        log.warning("merge: missing shard(s) %s: no input file for them; their records are not in the output",
+                    ", ".join(plan.missing_shards))
+    for problem in plan.problems:
+        log.warning("merge: %s", problem)
+    n = write_records(merged_records(plan), output)
+    if output != "-":
+        config, extra = merged_config(plan)
+        write_manifest(output, plan.stage, config, extra)
+    if plan.dropped:
+        detail = ", ".join(f"{c} from {p}" for p, c in plan.duplicates.items())
+        extra_msg = f"; {plan.replaced_failed} failed copies gave way to successful ones" if plan.replaced_failed else ""
+        log.warning("merge: %d duplicate records dropped (%s)%s", plan.dropped, detail, extra_msg)
+    log.info("merge: %d read from %d files, %d written (key: keys.%s) in %.1fs", plan.records, len(plan.files), n,
+             plan.stage, time.monotonic() - t0)
+
+
+def _parse_splits(spec: str, known: Sequence[str]) -> dict[str, int]:
+    """``train=2000,test=200`` -> {"train": 2000, "test": 200}."""
+    from thor_cli.errors import UsageError
+
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, count = part.partition("=")
+        if name not in known or not count.strip().isdigit():
+            raise UsageError(f"--splits {spec!r}: {part!r} is not SPLIT=N with SPLIT one of {', '.join(known)}",
+                             "write e.g. --splits train=2000,test=200,hard=200")
+        out[name] = int(count)
+    if not out:
+        raise UsageError(f"--splits {spec!r} names no split", "write e.g. --splits train=2000,test=200,hard=200")
+    return out
+
+
+@app.command("synth", epilog=examples(
+    "thor data synth arithmetic --split train --n 2000 --seed 0 -o train.jsonl",
+    "thor data synth arithmetic --splits train=2000,test=200,hard=200 --out-dir data/arith",
+    "thor data synth arithmetic --split hard --n 3 --form word | jq -r .question",
+    "thor data synth arithmetic --split test --n 200 | thor eval --model smollm2-135m --limit 20",
+))
+def synth(
+    name: Annotated[str, typer.Argument(help="What to generate: arithmetic.", show_default=False)],
+    split: Annotated[str, typer.Option("--split", help="Split to write: train, test or hard (harder: 2-4 "
+                     "operations chained, bigger numbers).")] = "train",
+    n: Annotated[int, typer.Option("--n", help="Number of problems.")] = 1000,
+    splits: Annotated[str | None, typer.Option("--splits", help="Several splits at once, SPLIT=N,...; each goes "
+                      "to --out-dir/SPLIT.jsonl.", show_default=False)] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Folder for --splits.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same problems.")] = 0,
+    form: Annotated[str, typer.Option("--form", help="plain ('Compute 4821 * 739.'), word (a short story) or "
+                    "mixed (half each).")] = "mixed",
+    output: Output = "-",
+) -> None:
+    """Generate problem records: id, question, exact answer (a string), source (arith-SPLIT), task,
+    and meta (the Python expression that computes the answer, ops, difficulty, kind, form, seed).
+
+    The splits never share a problem, for any seeds: every expression belongs to one split by a
+    hash of its canonical form (so 4821 * 739 and 739 * 4821 are one problem). Answers are exact
+    (integers, or terminating decimals), never computed in floating point.
+    """
+    import importlib
+
+    from thor_cli.cli.stream import write_manifest
+
+    from thor_cli.data.registry import SYNTHETIC
+    from thor_cli.errors import ThorError, UsageError
+
+    if name not in SYNTHETIC:
+        raise UsageError(f"unknown generator {name!r}", f"choose one of: {', '.join(SYNTHETIC)}")
+    gen = importlib.import_module(SYNTHETIC[name][0])
+    if (splits is None) != (out_dir is None):
+        raise UsageError("--splits and --out-dir go together", "pass both, or --split with -o")
+    if splits is not None and output != "-":
+        raise UsageError("-o writes one split; --splits writes to --out-dir", "drop -o, or use --split")
+    t0 = time.monotonic()
+    if splits is None:
+        config = {"name": name, "split": split, "n": n, "seed": seed, "form": form}
+        written = write_records(gen.generate(split, n, seed, form), output)
+        if output != "-":
+            write_manifest(output, "synth", config)
+        log.info("synth %s: %d %s problems in %.1fs", name, written, split, time.monotonic() - t0)
+        return
+    assert out_dir is not None
+    questions: dict[str, str] = {}  # question -> split: the splits are disjoint by construction; checked here
+    for part, count in _parse_splits(splits, gen.SPLITS).items():
+        records = list(gen.generate(part, count, seed, form))
+        for rec in records:
+            other = questions.setdefault(rec["question"], part)
+            if other != part:
+                raise ThorError(f"splits {other} and {part} share a question: {rec['question']!r}",
+                                "this is a bug in thor; report it")
+        path = str(out_dir / f"{part}.jsonl")
+        write_records(records, path)
+        write_manifest(path, "synth", {"name": name, "split": part, "n": count, "seed": seed, "form": form})
+        log.info("synth %s: %d %s problems -> %s", name, len(records), part, path)
+    log.info("synth %s: done in %.1fs", name, time.monotonic() - t0)

@@ -42,6 +42,14 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
+# Generated problem sets (thor data synth NAME): name -> (module with generate(split, n, seed, form)
+# and SPLITS, description).
+SYNTHETIC: dict[str, tuple[str, str]] = {
+    "arithmetic": ("thor_cli.data.arith", "exact multi-digit arithmetic, plain and word problems; splits "
+                   "train, test, hard (2-4 operations chained)"),
+}
+
+
 def benchmark_path(name: str) -> Path:
     if name not in BENCHMARKS:
         raise UsageError(f"unknown benchmark {name!r}", f"choose one of: {', '.join(BENCHMARKS)} (thor data list)")

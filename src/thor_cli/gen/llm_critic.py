@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from thor_cli.gen.critics import CriticResult
 
 CRITIC_PROMPT = """You are a scientist proficient in computer science and mathematics. I will provide you with a \
 detailed thought process (chain of thought) from a powerful model for a mathematical problem. Your task is to \
@@ -64,12 +65,6 @@ A code block of your previous revision did not run: {error}
 Write code that runs and prints its result."""
 
 
-@dataclass
-class Rewrite:
-    text: str
-    changed: bool
-
-
 class LLMCritic:
     """Rewrites steps with a model through a ``RolloutEngine`` whose config has no tools."""
 
@@ -82,7 +77,7 @@ class LLMCritic:
         self.feedback = feedback
         self.calls = 0
 
-    async def rewrite(self, problem: dict[str, Any], step: str, feedback: str | None = None) -> Rewrite:
+    async def rewrite(self, problem: dict[str, Any], step: str, feedback: str | None = None) -> CriticResult:
         note = self.feedback.replace("{error}", feedback) if feedback else ""
         text = (self.prompt.replace("{question}", str(problem.get("question", "")))
                 .replace("{step}", step).replace("{feedback}", note))
@@ -93,4 +88,5 @@ class LLMCritic:
             raise RuntimeError(f"the critic failed: {fields['error']}")
         out = "".join(t["text"] for t in fields["trajectory"]["turns"])
         out = re.sub(r"<\|[a-z_]+\|>\s*$", "", out)  # a chat model's end marker, when decoded as text
-        return Rewrite(out, out.strip() != step.strip())
+        n_cells = len(self.engine.protocol.split_calls(out)) - sum(1 for t, _ in self.engine.protocol.split_calls(out) if t == "text")
+        return CriticResult(out, n_cells, out.strip() != step.strip())

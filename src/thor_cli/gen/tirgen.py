@@ -27,20 +27,10 @@ text; a failed cell is retried by the critic with its error before the try is gi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from thor_cli.gen.critics import Critic
 from thor_cli.records.schema import ExecResult
-
-
-class Critic(Protocol):
-    """Rewrites one reasoning step: the same text, with its computations as code cells."""
-
-    name: str
-
-    async def rewrite(self, problem: dict[str, Any], step: str, feedback: str | None = None) -> Any:
-        """The rewritten step; an object with a ``text`` attribute (or the text itself).
-        ``feedback``: on a retry, why the last rewrite's cells failed."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -152,10 +152,9 @@ def merge(
     --strict). Records come out file by file in the order given. The output gets a manifest with
     the shards' config, so a later --resume into it works like one into an unsharded run.
     """
-    from thor_cli.cli.stream import write_manifest
-
     from thor_cli.data.merge import merged_config, merged_records, plan_merge
     from thor_cli.errors import UsageError
+    from thor_cli.records.stream import write_manifest
 
     if output != "-" and any(Path(output).resolve() == Path(p).resolve() for p in inputs if p != "-"):
         raise UsageError(f"the output {output} is also an input", "write the merged records to a new -o file")
@@ -222,10 +221,9 @@ def synth(
     """
     import importlib
 
-    from thor_cli.cli.stream import write_manifest
-
     from thor_cli.data.registry import SYNTHETIC
     from thor_cli.errors import ThorError, UsageError
+    from thor_cli.records.stream import write_manifest
 
     if name not in SYNTHETIC:
         raise UsageError(f"unknown generator {name!r}", f"choose one of: {', '.join(SYNTHETIC)}")

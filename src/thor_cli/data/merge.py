@@ -1,6 +1,6 @@
 """Merging the outputs of a sharded stage run (``--shard i/n``) into one file, one record per key.
 
-Each shard's output ``FILE`` has ``FILE.manifest.json`` (written by ``cli.stream``) naming the
+Each shard's output ``FILE`` has ``FILE.manifest.json`` (written by ``records.stream``) naming the
 stage, the shard and the config hash, and each record carries ``keys[stage]``, the content key of
 the unit of work that made it. :func:`plan_merge` reads the manifests and every record's key and
 decides which copy of each key to keep (a successful one over one with an ``error``, else the

@@ -39,6 +39,7 @@ COMMANDS: list[tuple[str, str, str, str]] = [
     ("thor_cli.cli.show", "main", "show", "command"),
     ("thor_cli.cli.eval_cmd", "main", "eval", "command"),
     ("thor_cli.cli.exec_cmd", "app", "exec", "group"),
+    ("thor_cli.cli.gen_filter", "main", "gen-filter", "command"),  # temporary: becomes `thor gen filter`
 ]
 
 

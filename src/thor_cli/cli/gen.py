@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from thor_cli.cli.gen_filter import main as filter_main
 from thor_cli.cli.options import (
     Config,
     DefaultRun,
@@ -155,3 +156,7 @@ def run(
         raise UsageError(f"--actor-prompt {actor_prompt!r} is unknown", "use cot or tools")
     run_file(run_opts, opts, spec, inputs=inputs, benchmarks=list(benchmark or []), output=output, resume=resume,
              shard=shard, limit=limit)
+
+
+# thor gen filter: THOR's multi-stage filter (cli/gen_filter.py)
+app.command("filter", epilog=getattr(filter_main, "epilog", None))(filter_main)

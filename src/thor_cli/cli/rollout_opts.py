@@ -13,9 +13,12 @@ corrections backing off 500 tokens). Heavy imports happen inside ``build_rollout
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from thor_cli.sandbox import Sandbox
 
 Model = Annotated[str, typer.Option("--model", "-m", help="Model: a cached name (thor models list), a checkpoint "
                                     "folder or an HF id.", show_default=False)]
@@ -91,7 +94,7 @@ def rollout_config(*, seed: int = 0, **values: Any) -> Any:
 
 
 def build_rollout(*, model: str, seed: int = 0, backend_options: dict[str, Any] | None = None,
-                  sandbox_pool: Any = None, **values: Any) -> tuple[Any, dict[str, Any], Any]:
+                  sandbox_pool: Sandbox | None = None, **values: Any) -> tuple[Any, dict[str, Any], Any]:
     """(backend, tools, RolloutConfig) from option values; the caller closes the backend.
 
     ``sandbox_pool``: a started pool for the python tool to share (else the tool starts its own).

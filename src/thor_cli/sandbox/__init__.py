@@ -50,8 +50,10 @@ Covers (each has an adversarial test in tests/sandbox/test_isolation.py):
   uid's RLIMIT_NPROC) and per worker (pids cgroup when set up), file size, open files, output
   (head + tail kept, marked ``[N characters truncated]``);
 - every process a cell forks is killed when the cell ends (the session's interpreter is pid 1
-  of its namespace); a timeout, crash, sys.exit or os._exit ends only its session (status
-  ``timeout``/``killed``; its next cell gets a clear ``SessionClosed`` error, never a hang);
+  of its namespace); a cell that ignores its timeout, a crash or os._exit ends only its session
+  (status ``timeout``/``killed``; its next cell gets a clear ``SessionClosed`` error, never a
+  hang); ``sys.exit()``, ``exit()``, ``quit()`` and ``raise SystemExit(n)`` end only the cell, as in
+  a notebook kernel (status ``error``, error ``SystemExit: n``; the session and its state live on);
 - no state leaks between sessions (each is a fresh fork: cwd, env, modules, /tmp, sys.path).
 
 Does not cover:

@@ -52,8 +52,6 @@ class SandboxConfig:
     pin_cells: bool = True  # each executing cell on a core no other cell runs on (when workers >= cores)
     slice_s: float = 0.0  # batch throughput: a session whose next cell already waits keeps its slot up
     # to this long while others wait (slots.py); 0 = strict turns, the lowest tail latency
-    spares: int = 0  # sessions per worker forked ahead of demand, handed out by session()
-    pretouch: bool = False  # spares take the copy-on-write a first sympy cell causes before hand-out
     grace: float = 0.5  # after timeout + grace a cell that ignored its timeout is killed
     start_timeout: float = 120.0  # seconds for a warm interpreter to come up
     env: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV))

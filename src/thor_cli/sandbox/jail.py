@@ -110,7 +110,6 @@ def worker_command(cfg: SandboxConfig, m: Machine, index: int, ctrl_fd: int) -> 
         "ctrl_fd": ctrl_fd, "sys_path": jail_sites, "preload": list(cfg.preload), "jailed": m.jailed,
         "uid_range": m.uid_range, "session_net": cfg.session_net, "tmpfs_mb": cfg.tmpfs_mb,
         "seccomp": cfg.seccomp, "hugepages": cfg.hugepages,
-        "pretouch": cfg.spares > 0 and cfg.pretouch,
         "env": cfg.env,
         "limits": {"memory_mb": cfg.memory_mb, "file_mb": cfg.file_mb, "cpu_s": cfg.cpu_s,
                    "nofile": cfg.nofile, "nproc": cfg.nproc},

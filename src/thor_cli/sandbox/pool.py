@@ -49,7 +49,6 @@ class SandboxPool:
         self.closing = False
         self.off: list[str] = list(self.machine.off)
         self.hugepages_mb = 0  # of the warm interpreters' heaps, in huge pages (cfg.hugepages)
-        self._making: set[asyncio.Task[None]] = set()  # spares being made (cfg.spares)
 
     @classmethod
     def connect(cls, url: str, **kw: Any) -> RemoteSandbox:
@@ -73,30 +72,22 @@ class SandboxPool:
         if errors:
             await self.close()
             raise errors[0]
-        touch = []
         for r in readies:
             assert isinstance(r, dict)
-            touch.append(r.get("pretouch_pages"))
             self.off += [o for o in r.get("off", []) if o not in self.off]
             self.hugepages_mb += int(r.get("hugepages_mb") or 0)
             if r.get("preload_failed"):
                 log.warning("sandbox: could not preload %s in the jail", ", ".join(r["preload_failed"]))
         if self.off:
             log.warning("sandbox: protections OFF on this machine: %s", "; ".join(self.off))
-        log.debug("sandbox: %d warm interpreters in %.2fs, %d MiB of their heaps in huge pages, %s pages to "
-                  "pre-touch", len(self.workers), time.perf_counter() - t0, self.hugepages_mb,
-                  touch)
-        self._refill()
+        log.debug("sandbox: %d warm interpreters in %.2fs, %d MiB of their heaps in huge pages", len(self.workers),
+                  time.perf_counter() - t0, self.hugepages_mb)
         return self
 
     async def session(self) -> Session:
         """A fresh session: a fork of a warm interpreter (never a start, never an import)."""
         if self._starting is None or not self._starting.done():
             await self.start()
-        if self.cfg.spares:
-            spare = self._take_spare()
-            if spare is not None:
-                return spare
         for last in (False, True):
             alive = [w for w in self.workers if w.alive and w.free_uids]
             if not alive:
@@ -112,49 +103,6 @@ class SandboxPool:
                     raise
             # the worker had died unnoticed (the fork found it gone): once more, on a fresh one
         raise AssertionError("unreachable")
-
-    # ------------------------------------------------------------ spares (cfg.spares)
-    def _take_spare(self) -> Session | None:
-        """A session forked ahead of demand, from the worker with most of them; None when none is ready.
-        Its generators are seeded when its first cell comes (zygote.session_main), not at its fork."""
-        for w in sorted(self.workers, key=lambda w: -len(w.spares)):
-            while w.spares:
-                sess = w.spares.popleft()
-                if sess.ready_spare:
-                    self._refill()
-                    return sess
-                sess._kill("a spare that ended before it was handed out")
-        return None
-
-    def _refill(self) -> None:
-        """Fork spares until each live worker has ``cfg.spares`` of them, made or under way."""
-        if self.closing:
-            return
-        for w in self.workers:
-            while w.alive and len(w.spares) + w.making < self.cfg.spares and len(w.free_uids) > 1:
-                w.making += 1
-                task = asyncio.ensure_future(self._make_spare(w))
-                self._making.add(task)
-                task.add_done_callback(self._making.discard)
-
-    async def _make_spare(self, w: Worker) -> None:
-        sess = Session(self, w, w.free_uids.popleft())
-        try:
-            try:
-                sess._sock = await w.fork(sess, warm=self.cfg.pretouch)
-            except BaseException:
-                w.free_uids.appendleft(sess.uid_index)
-                raise
-            failed = await sess._start()
-            if failed is not None or self.closing or not w.alive:
-                sess._kill("a spare that did not start")
-                log.debug("sandbox: a spare session did not start: %s", failed and failed.error)
-                return
-            w.spares.append(sess)
-        except SandboxError as e:
-            log.debug("sandbox: no spare session: %s", e)
-        finally:
-            w.making -= 1
 
     def _place(self, sess: Session) -> None:
         """Put the cell ``sess`` is about to run on a core no other cell runs on: its own core if
@@ -197,11 +145,7 @@ class SandboxPool:
         starting = self._starting
         if starting is not None and not starting.done() and asyncio.current_task() is not starting:
             await asyncio.gather(starting, return_exceptions=True)  # then close what it started
-        for t in list(self._making):
-            t.cancel()
-        await asyncio.gather(*self._making, return_exceptions=True)
         for w in self.workers:
-            w.spares.clear()
             for s in list(w.sessions.values()):
                 await s.close()
         await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)

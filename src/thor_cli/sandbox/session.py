@@ -128,14 +128,6 @@ class Session:
         return self._ended is None
 
     @property
-    def ready_spare(self) -> bool:
-        """Forked ahead of demand, said hello, and still as it was made (its process alive, its
-        channel open, no cell run)."""
-        ch = self._channel
-        return (self._hello and self._ended is None and not self._exit.done() and ch is not None
-                and ch.transport is not None and not ch.transport.is_closing() and not self._lock.locked())
-
-    @property
     def busy(self) -> bool:
         """A run is under way (waiting for a slot, or its cell executing)."""
         return self._lock.locked()

@@ -35,8 +35,6 @@ class Worker:
         self.alive = False
         self.ready: asyncio.Future[dict[str, Any]] | None = None
         self.sessions: dict[int, Session] = {}
-        self.spares: collections.deque[Session] = collections.deque()  # forked ahead, said hello
-        self.making = 0  # spares being forked
         self.free_uids: collections.deque[int] = collections.deque(range(1, UIDS_PER_WORKER))
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.tasks: list[asyncio.Task[None]] = []
@@ -162,17 +160,13 @@ class Worker:
             except TimeoutError:
                 pass
 
-    async def fork(self, sess: Session, warm: bool = False) -> socket.socket:
-        """Ask the zygote for a new session process; the returned socket is the session's channel.
-        ``warm``: it pre-faults the pages a first cell would copy before it says hello (a spare)."""
+    async def fork(self, sess: Session) -> socket.socket:
+        """Ask the zygote for a new session process; the returned socket is the session's channel."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if self.pool._cpus:  # the session's hello then tells us its pid (SCM_CREDENTIALS), to pin it
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         try:
-            msg = {"op": "fork", "sid": sess.sid, "uid": sess.uid}
-            if warm:
-                msg["warm"] = True
-            await self._send(msg, [theirs.fileno()])
+            await self._send({"op": "fork", "sid": sess.sid, "uid": sess.uid}, [theirs.fileno()])
         except BaseException:
             ours.close()
             raise

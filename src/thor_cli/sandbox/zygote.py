@@ -409,7 +409,7 @@ def _drop_caps():
     _check(_libc.syscall(126, header, data), "capset")  # 126 = capset on x86_64
 
 
-def session_main(sock, cfg, uid, pid1, warm):
+def session_main(sock, cfg, uid, pid1):
     try:
         _setup_session(cfg, uid)
     except BaseException as e:  # noqa: BLE001 -- report, never hang the host
@@ -418,17 +418,13 @@ def session_main(sock, cfg, uid, pid1, warm):
     _me[0] = os.getpid()
     env = {"__name__": "__main__", "__builtins__": __builtins__}
     out, err = Capture(1), Capture(2)
-    if warm:
-        pretouch()
     send_frame(sock, {"hello": True})
     signal.signal(signal.SIGALRM, _on_alarm)
-    req = recv_frame(sock)
-    # the first request is the session's hand-out (it may have been forked well ahead of it):
-    # its generators are seeded now, so none is drawn from before any cell can see it
-    _reseed()
-    while req is not None:
-        send_frame(sock, run_cell(req, env, out, err, pid1))
+    while True:
         req = recv_frame(sock)
+        if req is None:
+            return
+        send_frame(sock, run_cell(req, env, out, err, pid1))
 
 
 def _fd_setup():
@@ -470,7 +466,7 @@ def _reseed():
         mods["sympy.core.random"].rng.seed()
 
 
-def fork_session(cfg, uid, fd, pidns_fd, warm=False):
+def fork_session(cfg, uid, fd, pidns_fd):
     """The session's pid, or OSError when it cannot be made (the worker's process or memory
     limit is reached, say); the zygote itself carries on either way."""
     try:
@@ -489,6 +485,7 @@ def fork_session(cfg, uid, fd, pidns_fd, warm=False):
         return pid
     code = 0
     try:
+        _reseed()
         signal.set_wakeup_fd(-1)
         for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(s, signal.SIG_DFL)
@@ -498,7 +495,7 @@ def fork_session(cfg, uid, fd, pidns_fd, warm=False):
         os.closerange(3, fd)  # every fd of the zygote but the session's socket (close_range(2))
         os.closerange(fd + 1, 1 << 20)
         gc.enable()
-        session_main(sock, cfg, uid, pidns_fd is not None, warm)
+        session_main(sock, cfg, uid, pidns_fd is not None)
     except BaseException:  # noqa: BLE001
         code = 70
     finally:
@@ -578,83 +575,6 @@ def _exit_builtins():
     builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 
 
-# ---------------------------------------------------------------- pre-touching
-# A session forked ahead of demand (a spare) can take the copy-on-write of the warm heap that
-# its first cells would cause before it is handed out: the pages a first sympy cell writes (the
-# reference counts of what it touches), found once at start by a probe session.
-_PROBE_CELL = ("import sympy as sp\nx = sp.symbols('x')\n"
-               "sp.factor(x**2 - 9), sp.nsimplify(sp.sqrt(5)), sp.sqrt(8), sp.Rational(1, 3) + 1")
-_TOUCH: list = []  # (start, length) of the page runs to pre-fault
-
-
-def _writable_ranges():
-    out = []
-    for line in open("/proc/self/maps"):
-        f = line.split()
-        if "w" in f[1] and (len(f) < 6 or f[5] == "[heap]"):
-            lo, hi = (int(v, 16) for v in f[0].split("-"))
-            out.append((lo, hi))
-    return out
-
-
-def _written_pages(ranges):
-    """Start addresses of the pages this process holds alone (copied after the fork, or new)."""
-    pages = []
-    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
-    try:
-        for lo, hi in ranges:
-            words = memoryview(os.pread(fd, ((hi - lo) >> 12) * 8, (lo >> 12) * 8)).cast("Q")
-            pages += [lo + (i << 12) for i, v in enumerate(words) if v >> 63 and (v >> 56) & 1]
-    finally:
-        os.close(fd)
-    return pages
-
-
-def probe_pages():
-    """Fork a probe that runs _PROBE_CELL; keep the page runs it wrote (in _TOUCH). Returns their count."""
-    ranges = _writable_ranges()
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(rfd)
-            gc.enable()
-            before = set(_written_pages(ranges))
-            exec(_PROBE_CELL, {"__name__": "__main__"})  # noqa: S102 -- thor's own cell
-            pages = [p for p in _written_pages(ranges) if p not in before]
-            with os.fdopen(wfd, "w") as f:
-                json.dump(pages, f)
-        except BaseException:  # noqa: BLE001
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(wfd)
-    with os.fdopen(rfd) as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    try:
-        pages = sorted(json.loads(data))
-    except ValueError:
-        return 0
-    runs = []
-    for p in pages:
-        if runs and runs[-1][0] + runs[-1][1] == p:
-            runs[-1][1] += 4096
-        else:
-            runs.append([p, 4096])
-    _TOUCH[:] = runs
-    return len(pages)
-
-
-def pretouch():
-    """Pre-fault (copy) the pages of _TOUCH: MADV_POPULATE_WRITE faults them in as a write would,
-    without writing (Linux 5.14+; elsewhere it fails and nothing happens)."""
-    madvise = _libc.madvise
-    for lo, n in _TOUCH:
-        madvise(ctypes.c_void_p(lo), ctypes.c_size_t(n), 23)
-
-
 def main():
     cfg = json.loads(sys.argv[1])
     _exit_builtins()
@@ -679,13 +599,11 @@ def main():
     gc.freeze()
     gc.disable()  # nothing here allocates cycles; sessions turn it back on
     huge = collapse_hugepages() if cfg.get("hugepages") else 0
-    touch = probe_pages() if cfg.get("pretouch") else 0
     rfd, wfd = os.pipe()
     os.set_blocking(wfd, False)
     signal.set_wakeup_fd(wfd)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    ctrl.send(json.dumps({"op": "ready", "off": off, "preload_failed": failed, "hugepages_mb": huge,
-                          "pretouch_pages": touch}).encode())
+    ctrl.send(json.dumps({"op": "ready", "off": off, "preload_failed": failed, "hugepages_mb": huge}).encode())
     sel = selectors.DefaultSelector()
     sel.register(ctrl, selectors.EVENT_READ, "ctrl")
     sel.register(rfd, selectors.EVENT_READ, "sig")
@@ -715,7 +633,7 @@ def main():
             req = json.loads(msg)
             if req["op"] == "fork":
                 try:
-                    pid = fork_session(cfg, req["uid"], fds[0], pidns_fd, bool(req.get("warm")))
+                    pid = fork_session(cfg, req["uid"], fds[0], pidns_fd)
                     pids[pid], sids[req["sid"]] = req["sid"], pid
                 except OSError as e:  # this session is not made; the others go on
                     ctrl.send(json.dumps({"op": "exit", "sid": req["sid"], "code": None, "signal": None,

@@ -24,6 +24,12 @@ trip, whose wake-ups wait ~80 us each way for the core the host is running on. T
 imports sympy in 0.33 s here, where the issue's calibration says 850 ms: it is ~2.6x faster
 than the issue assumed. Row 4's bound tightens as row 3 gets faster; it passes or misses by
 ~0.2 s from run to run (a cell looping on one core leaves the host's work to share the other).
+
+Tried and reverted (issue 18): sessions forked ahead of demand (2 spares per worker) and
+pre-touched (the ~1,700 pages a first sympy cell copies, faulted in with MADV_POPULATE_WRITE).
+Rows 2 and 3 leave no core idle for that work to fill, a spare saves no work (CPU per session
+was unchanged), and pre-touching cost ~2 ms of CPU a session whose first cell writes only ~400
+of those pages (row 2's). Only a first cell's latency on an idle pool dropped (~14 -> ~6 ms).
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ import pytest
 
 from thor_cli.errors import SandboxError
 from thor_cli.sandbox import SandboxConfig, SandboxPool
-from thor_cli.sandbox.pool import _Worker
+from thor_cli.sandbox.worker import Worker
 
 
-def _detached_worker() -> tuple[_Worker, socket.socket]:
-    """A _Worker whose control socket is one end of a pair we hold the other end of (no jail)."""
-    w = _Worker(SimpleNamespace(cfg=SandboxConfig(), closing=True, _cpus=[]), 0)  # type: ignore[arg-type]
+def _detached_worker() -> tuple[Worker, socket.socket]:
+    """A Worker whose control socket is one end of a pair we hold the other end of (no jail)."""
+    w = Worker(SimpleNamespace(cfg=SandboxConfig(), closing=True, _cpus=[]), 0)  # type: ignore[arg-type]
     ours, zygote = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setblocking(False)
     zygote.setblocking(False)
@@ -133,7 +133,8 @@ def test_a_zygote_that_died_unnoticed_is_replaced_on_the_next_session() -> None:
 def test_server_passes_a_sandbox_error_on_to_its_client(tmp_path) -> None:
     from aiohttp import web
 
-    from thor_cli.sandbox.server import RemoteSandbox, make_app
+    from thor_cli.sandbox.client import RemoteSandbox
+    from thor_cli.sandbox.server import make_app
 
     async def session() -> Any:
         raise SandboxError("sandbox worker 0 has ended", "retry: a new worker starts on demand")

@@ -154,16 +154,31 @@ def test_timeout_that_ignores_interrupt_kills_session(cells) -> None:
 
 
 @pytest.mark.parametrize(("code", "why"), [
-    ("import sys\nsys.exit(3)", "SystemExit"),
     ("import os\nos._exit(4)", "code 4"),
     ("import ctypes\nctypes.string_at(0)", "SIGSEGV"),
-    ("import os\nos.abort()", ""),
-    ("raise SystemExit", "SystemExit"),
+    ("import os\nos.abort()", "(a crash)"),  # SIGSEGV: pid 1 of its namespace ignores its own SIGABRT
 ])
 def test_interpreter_exit_is_killed_and_next_cell_says_so(cells, code: str, why: str) -> None:
-    res, nxt = cells(code, "print('again')")
+    res, nxt = cells("kept = 1", code, "print(kept)")[1:]
     assert res.status == "killed" and why in (res.error or ""), res
     assert nxt.status == "killed" and "no more cells" in (nxt.error or ""), nxt
+
+
+@pytest.mark.parametrize(("code", "error"), [
+    ("import sys\nsys.exit(3)", "SystemExit: 3"),
+    ("import sys\nsys.exit()", "SystemExit"),
+    ("exit()", "SystemExit"),
+    ("quit(5)", "SystemExit: 5"),
+    ("raise SystemExit(7)", "SystemExit: 7"),
+    ("raise SystemExit", "SystemExit"),
+    ("import sys\nsys.exit('bye')", "SystemExit: bye"),
+])
+def test_system_exit_is_the_cells_error_and_the_session_lives_on(cells, code: str, error: str) -> None:
+    """As in a notebook kernel: the exit is the cell's error; its state and the session stay."""
+    _, res, nxt = cells("kept = 41", f"print('before')\n{code}\nprint('not reached')", "print(kept + 1)")
+    assert (res.status, res.error, res.stdout) == ("error", error, "before\n"), res
+    assert "SystemExit" in res.stderr, res  # its traceback, like any other exception's
+    assert (nxt.status, nxt.stdout) == ("ok", "42\n"), nxt
 
 
 def test_state_does_not_leak_into_later_session(cells) -> None:

@@ -33,7 +33,7 @@ def test_stderr_and_fd_level_output(cells) -> None:
 
 def test_run_timeout_argument_wins(cells) -> None:
     (res,) = cells("import time\ntime.sleep(3)", timeout=0.3)
-    assert res.status == "timeout" and res.duration_ms < 2500
+    assert res.status == "timeout"  # the cell's 0.3 s, not the pool's 10 s: sleep(3) would have ended "ok"
 
 
 def test_many_sessions_concurrently(pool, run) -> None:

@@ -10,10 +10,13 @@ The failing assertion (or error) goes into the grade's ``detail``.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thor_cli.grading.extract import trajectory_text
 from thor_cli.records.schema import Grade
+
+if TYPE_CHECKING:
+    from thor_cli.sandbox import Sandbox
 
 _FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)(?:```|$)", re.S)
 _CODE_TAG = re.compile(r"<code>(.*?)(?:</code>|$)", re.S)
@@ -61,7 +64,7 @@ def _failure_detail(res: Any, program: str) -> str:
     return str(err)
 
 
-async def grade_code(records: list[dict[str, Any]], *, timeout: float = 10.0, pool: Any = None,
+async def grade_code(records: list[dict[str, Any]], *, timeout: float = 10.0, pool: Sandbox | None = None,
                      memory_mb: int = 1024) -> list[Grade]:
     """Run each record's candidate against its tests in the sandbox; one Grade per record.
 
@@ -72,7 +75,7 @@ async def grade_code(records: list[dict[str, Any]], *, timeout: float = 10.0, po
 
     from thor_cli.sandbox import SandboxConfig, SandboxRef
 
-    async def one(p: Any, rec: dict[str, Any]) -> Grade:
+    async def one(p: Sandbox, rec: dict[str, Any]) -> Grade:
         code = candidate_code(rec)
         if code is None:
             return Grade(False, None, None, "no_answer", "no code found in the response")

@@ -19,7 +19,7 @@ from thor_cli.grading.code import grade_code
 from thor_cli.grading.extract import prediction
 from thor_cli.grading.pool import GradePool
 from thor_cli.records.schema import Grade
-from thor_cli.sandbox import SandboxConfig, SandboxRef
+from thor_cli.sandbox import Sandbox, SandboxConfig, SandboxRef
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Grader:
     """Grades batches of records; reuse one for a whole run (it owns the worker processes and,
     once a code record is graded, a sandbox pool) and close it (``with``) at the end."""
 
-    def __init__(self, config: GradeConfig | None = None, *, sandbox: Any = None) -> None:
+    def __init__(self, config: GradeConfig | None = None, *, sandbox: Sandbox | None = None) -> None:
         """``sandbox``: a started SandboxPool (or a server client) for the code tests to share, e.g.
         with the python tool; None: the grader starts its own on the first code record."""
         self.config = config or GradeConfig()

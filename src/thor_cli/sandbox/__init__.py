@@ -11,8 +11,11 @@ venv's site-packages mounted read-only; numpy and sympy imported with the submod
 often use -- numpy.random alone would cost a session 21 ms --, caches warmed, gc frozen). A
 session is one fork of it (``random``'s and numpy's global generators re-seeded in each) -- never a start, never an import; nothing is forked per cell. Cells
 use plain ``exec`` semantics (a trailing expression is not echoed; print it). A cell that prints
-nothing gives status ``ok`` with ``stdout == ""``. Modules: config (limits), jail (machine probe,
-nsjail argv), zygote (runs inside the jail), pool (sessions), runner (``thor exec``), server.
+nothing gives status ``ok`` with ``stdout == ""``. Modules: base (the ``Sandbox`` and
+``SandboxSession`` protocols), config (limits), jail (machine probe, nsjail argv), zygote (runs
+inside the jail), worker (one jail and its control socket), session (a forked interpreter and its
+channel), slots (cells at once), pool (``SandboxPool``), shared (``SandboxRef``), runner
+(``thor exec``), server (``thor exec serve``) and client (``RemoteSandbox``).
 
 Speed (``bench/exec_bench.py``): the warm heap is collapsed into transparent huge pages
 (``hugepages=True``, Linux 6.1+), so a fork copies one page-table entry per 2 MiB and an exit
@@ -47,8 +50,10 @@ Covers (each has an adversarial test in tests/sandbox/test_isolation.py):
   uid's RLIMIT_NPROC) and per worker (pids cgroup when set up), file size, open files, output
   (head + tail kept, marked ``[N characters truncated]``);
 - every process a cell forks is killed when the cell ends (the session's interpreter is pid 1
-  of its namespace); a timeout, crash, sys.exit or os._exit ends only its session (status
-  ``timeout``/``killed``; its next cell gets a clear ``SessionClosed`` error, never a hang);
+  of its namespace); a cell that ignores its timeout, a crash or os._exit ends only its session
+  (status ``timeout``/``killed``; its next cell gets a clear ``SessionClosed`` error, never a
+  hang); ``sys.exit()``, ``exit()``, ``quit()`` and ``raise SystemExit(n)`` end only the cell, as in
+  a notebook kernel (status ``error``, error ``SystemExit: n``; the session and its state live on);
 - no state leaks between sessions (each is a fresh fork: cwd, env, modules, /tmp, sys.path).
 
 Does not cover:
@@ -68,15 +73,18 @@ cgroup; ``jail=False``: no namespaces at all) the pool logs on stderr which prot
 
 from typing import TYPE_CHECKING, Any
 
+from thor_cli.sandbox.base import Sandbox, SandboxSession
 from thor_cli.sandbox.config import SandboxConfig
 from thor_cli.sandbox.shared import SandboxRef
 
 if TYPE_CHECKING:
-    from thor_cli.sandbox.pool import SandboxPool, Session
-    from thor_cli.sandbox.server import RemoteSandbox, RemoteSession
+    from thor_cli.sandbox.client import RemoteSandbox, RemoteSession
+    from thor_cli.sandbox.pool import SandboxPool
+    from thor_cli.sandbox.session import Session
 
-__all__ = ["RemoteSandbox", "RemoteSession", "SandboxConfig", "SandboxPool", "SandboxRef", "Session"]
-_LAZY = {"SandboxPool": "pool", "Session": "pool", "RemoteSandbox": "server", "RemoteSession": "server"}
+__all__ = ["RemoteSandbox", "RemoteSession", "Sandbox", "SandboxConfig", "SandboxPool", "SandboxRef",
+           "SandboxSession", "Session"]
+_LAZY = {"SandboxPool": "pool", "Session": "session", "RemoteSandbox": "client", "RemoteSession": "client"}
 
 
 def __getattr__(name: str) -> Any:

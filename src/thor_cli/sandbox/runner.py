@@ -22,15 +22,15 @@ from thor_cli.errors import InputError, SandboxError
 from thor_cli.log import log
 from thor_cli.records.jsonl import InputRecord
 from thor_cli.records.schema import ExecResult
+from thor_cli.sandbox.base import Sandbox, SandboxSession
 from thor_cli.sandbox.config import timeout_problem
-from thor_cli.sandbox.pool import SandboxPool, Session
 
 _END = object()
 
 
 @dataclass
 class _SessionState:
-    session: Session | None = None
+    session: SandboxSession | None = None
     last: asyncio.Future[Any] | None = None  # the previous cell of this session
     replay: list[tuple[str, float | None]] = field(default_factory=list)
     broken: str | None = None  # why its session could not be made (its later cells get that error)
@@ -114,7 +114,7 @@ async def _records_from_thread(records: Iterator[InputRecord], high: int = 1024)
             cond.notify()
 
 
-async def run_records(pool: SandboxPool, records: Iterator[InputRecord], emit: Callable[[dict[str, Any]], None],
+async def run_records(pool: Sandbox, records: Iterator[InputRecord], emit: Callable[[dict[str, Any]], None],
                       *, ordered: bool = True, key: Callable[[InputRecord, int], str] | None = None,
                       done: set[str] | None = None, max_pending: int = 4096, max_sessions: int = 1024) -> int:
     """Run every cell record; ``emit(record_with_exec)`` in order (or as they finish). Returns count.
@@ -157,7 +157,7 @@ async def run_records(pool: SandboxPool, records: Iterator[InputRecord], emit: C
                             "--max-sessions", max_sessions)
             warned[0] = True
 
-    async def new_session(st: _SessionState | None) -> Session | ExecResult:
+    async def new_session(st: _SessionState | None) -> SandboxSession | ExecResult:
         """A session, or the sandbox_error result for a cell whose session could not be made."""
         if st is not None and st.broken is not None:
             return ExecResult("sandbox_error", error=f"SessionClosed: {st.broken}")

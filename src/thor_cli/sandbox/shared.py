@@ -9,22 +9,24 @@ cancel it, and a failed start is the error of every caller rather than a retry p
 
 from __future__ import annotations
 
-from typing import Any
-
+from thor_cli.sandbox.base import Sandbox, SandboxSession
 from thor_cli.sandbox.config import SandboxConfig
 
 
 class SandboxRef:
-    def __init__(self, pool: Any = None, config: SandboxConfig | None = None) -> None:
+    """Itself a :class:`~thor_cli.sandbox.base.Sandbox`, so it can be handed on where a pool goes."""
+
+    def __init__(self, pool: Sandbox | None = None, config: SandboxConfig | None = None) -> None:
         """``pool``: a started SandboxPool or a ``SandboxPool.connect(url)`` client to share;
         None: start one with ``config`` on first use."""
         self._pool = pool
         self._own = pool is None
         self.config = config or SandboxConfig()
 
-    async def get(self) -> Any:
+    async def get(self) -> Sandbox:
         """The pool (started)."""
         if not self._own:
+            assert self._pool is not None
             return self._pool
         if self._pool is None:
             from thor_cli.sandbox.pool import SandboxPool
@@ -32,7 +34,11 @@ class SandboxRef:
             self._pool = SandboxPool(self.config)
         return await self._pool.start()  # one start, however many ask at once (SandboxPool.start)
 
-    async def session(self) -> Any:
+    async def start(self) -> SandboxRef:
+        await self.get()
+        return self
+
+    async def session(self) -> SandboxSession:
         return await (await self.get()).session()
 
     async def close(self) -> None:

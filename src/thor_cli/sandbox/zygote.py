@@ -214,7 +214,7 @@ def run_cell(req, env, out, err, pid1):
     out.reset(limit)
     err.reset(limit)
     sys.stdout, sys.stderr, sys.stdin = out, err, io.StringIO("")
-    status, error, exit_after = "ok", None, False
+    status, error = "ok", None
     t0 = time.perf_counter()
     try:
         compiled = compile(code, "<cell>", "exec")
@@ -238,15 +238,15 @@ def run_cell(req, env, out, err, pid1):
                 ran = time.perf_counter() - t_run
         except CellTimeout:
             status, error = "timeout", f"TimeoutError: the cell ran past its {timeout:g} s limit"
-        except SystemExit as e:
-            try:
-                code_repr = repr(e.code)
-            except BaseException:  # noqa: BLE001 -- the cell's own object
-                code_repr = "?"
-            status, error, exit_after = "killed", f"SystemExit: the cell ended its interpreter (exit code {code_repr})", True
-        except BaseException as e:  # noqa: BLE001 -- every exception of the cell is data
+        except BaseException as e:  # noqa: BLE001 -- every exception of the cell is data, SystemExit too:
+            # sys.exit(3) in a cell is "SystemExit: 3" and the session lives on, as in a notebook kernel
             status = "memory" if isinstance(e, MemoryError) else "error"
             tb, error = _format_exc(e)
+            try:  # (e.code may be the cell's own property, and raise)
+                if isinstance(e, SystemExit) and e.code is None:
+                    error = "SystemExit"  # sys.exit(), exit(): no code to show (str(e) would say "None")
+            except BaseException:  # noqa: BLE001
+                pass
             err.write(tb)
         finally:
             if os.getpid() != _me[0]:
@@ -269,7 +269,7 @@ def run_cell(req, env, out, err, pid1):
         text, cut = _join(cap, _read_fd_output(fd, limit), limit)
         res[name] = text
         res["truncated"] = res["truncated"] or cut
-    return res, exit_after
+    return res
 
 
 # ---------------------------------------------------------------- framing
@@ -424,10 +424,7 @@ def session_main(sock, cfg, uid, pid1):
         req = recv_frame(sock)
         if req is None:
             return
-        res, exit_after = run_cell(req, env, out, err, pid1)
-        send_frame(sock, res)
-        if exit_after:
-            return
+        send_frame(sock, run_cell(req, env, out, err, pid1))
 
 
 def _fd_setup():
@@ -568,8 +565,19 @@ def collapse_hugepages():
     return done
 
 
+def _exit_builtins():
+    """``exit()`` and ``quit()`` as ``site`` defines them (the zygote runs with -S, without site):
+    they raise SystemExit, which a cell reports as its error."""
+    import _sitebuiltins
+    import builtins
+
+    builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
+    builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
+
+
 def main():
     cfg = json.loads(sys.argv[1])
+    _exit_builtins()
     for p in cfg["sys_path"]:
         sys.path.append(p)
     ctrl = socket.socket(fileno=cfg["ctrl_fd"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from thor_cli.log import log
+from thor_cli.sandbox.base import Sandbox
 from thor_cli.stages.options import RunOptions
 
 
@@ -24,7 +25,7 @@ class RunSession:
         self.cfg = opts.rollout_config()  # checks the values before anything starts
         self._given_backend = backend
         self.backend: Any = backend
-        self.pool: Any = None
+        self.pool: Sandbox | None = None
         self.tools: dict[str, Any] = {}
         self.engine: Any = None
 

@@ -7,18 +7,16 @@ started once per engine; its limits (time, memory, workers) come from ``SandboxC
 
 from __future__ import annotations
 
-from typing import Any
-
 from thor_cli.records.schema import ExecResult
-from thor_cli.sandbox import SandboxConfig, SandboxRef
+from thor_cli.sandbox import Sandbox, SandboxConfig, SandboxRef, SandboxSession
 
 
 class _PySession:
-    def __init__(self, sess: Any) -> None:
+    def __init__(self, sess: SandboxSession) -> None:
         self._sess = sess
 
     async def run(self, call: str) -> ExecResult:
-        return await self._sess.run(call)  # type: ignore[no-any-return]
+        return await self._sess.run(call)
 
     async def close(self) -> None:
         try:
@@ -34,7 +32,7 @@ class PythonTool:
     stateful = True
 
     def __init__(self, *, timeout: float = 10.0, memory_mb: int = 1024, workers: int | None = None,
-                 pool: Any = None) -> None:
+                 pool: Sandbox | None = None) -> None:
         self._ref = SandboxRef(pool, SandboxConfig(timeout=timeout, memory_mb=memory_mb, workers=workers or None))
 
     @property

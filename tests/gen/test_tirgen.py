@@ -112,3 +112,12 @@ def test_the_step_window_is_cut_at_the_last_line_break(tok: Any) -> None:
     first = res.steps[0]["actor"]
     assert first.endswith("\n") and first.count("\n") >= 1 and "eleven" not in first
     assert len(backend.calls[0][2].ids) == 12  # the window was full, so it was cut
+
+
+def test_the_arithmetic_critic_boxes_a_final_answer_stated_in_words() -> None:
+    from thor_cli.gen.critics import ArithmeticCritic
+
+    res = asyncio.run(ArithmeticCritic().rewrite({}, "We get 12 * 3 = 36.\nThe final answer is 36."))
+    assert "\\boxed{36}" in res.text and res.changed and res.n_cells == 1
+    plain = asyncio.run(ArithmeticCritic(box_answer=False).rewrite({}, "The final answer is 36."))
+    assert "\\boxed" not in plain.text and not plain.changed

@@ -42,7 +42,7 @@ def cells(text: str) -> list[tuple[str, int]]:
     """(code, end) of each ```python cell in ``text``; ``end`` is where its output goes.
 
     >>> cells("So\\n```python\\nprint(2 * 3)\\n```\\nhence")
-    [('print(2 * 3)', 28)]
+    [('print(2 * 3)', 30)]
     """
     return [(m.group(1), m.end()) for m in re.finditer(r"```python\n(.*?)\n```\n?", text, re.S)]
 
@@ -335,18 +335,49 @@ def _apply(step: str, edits: list[_Edit]) -> tuple[str, int]:
     return "".join(parts) + step[pos:], n
 
 
+# "The final answer is 209784." / "the answer is: $-3.5$" -- a number stated as the answer in words
+_STATED_ANSWER = re.compile(r"((?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*\$?)(-?\d[\d,]*(?:\.\d+)?)(\$?)",
+                            re.I)
+
+
+def box_stated_answer(step: str) -> str:
+    """``step`` with the last number stated as the answer in words put in ``\\boxed{}``, when the step
+    has no ``\\boxed`` yet (THOR's format stage keeps only boxed answers; small actors often state
+    the answer without it). The number itself is the actor's, unchanged.
+
+    >>> box_stated_answer("So the final answer is 1,234.")
+    'So the final answer is \\\\boxed{1234}.'
+    >>> box_stated_answer("Answer: \\\\boxed{3}")
+    'Answer: \\\\boxed{3}'
+    """
+    if "\\boxed" in step:
+        return step
+    found = list(_STATED_ANSWER.finditer(step))
+    if not found:
+        return step
+    m = found[-1]
+    return step[:m.start(2)] + "\\boxed{" + m.group(2).replace(",", "") + "}" + step[m.end(2):]
+
+
 @dataclass
 class ArithmeticCritic:
     """Rule-based critic for explicit arithmetic. A retry (``feedback``) gets the step back
-    unchanged: the rules would write the same cell again."""
+    unchanged: the rules would write the same cell again. ``box_answer``: also put a final
+    answer stated in words ("the answer is 42") in ``\\boxed{}`` (``box_stated_answer``)."""
 
     min_digits: int = 1
     name: str = "arithmetic"
+    box_answer: bool = True
 
     async def rewrite(self, problem: dict[str, Any], step: str, feedback: str | None = None) -> CriticResult:
         if feedback is not None:
             return CriticResult(step, 0, False)
-        return rewrite_arithmetic(step, min_digits=self.min_digits)
+        res = rewrite_arithmetic(step, min_digits=self.min_digits)
+        if self.box_answer:
+            boxed = box_stated_answer(res.text)
+            if boxed != res.text:
+                return CriticResult(boxed, res.n_cells, True)
+        return res
 
 
 CRITICS: dict[str, type[ArithmeticCritic]] = {"arithmetic": ArithmeticCritic}

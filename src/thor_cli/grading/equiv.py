@@ -1,4 +1,11 @@
-"""Full answer equivalence: the fast paths, then math-verify, then element-wise structure.
+"""Full answer equivalence: the fast paths, an exact sympy check, math-verify, then structure.
+
+Order: ``normalize.fast_equal`` (exact arithmetic, strings, choices); then, when both answers
+parse to *exact* numbers (no decimal point written, no free symbol but the imaginary unit ``i``),
+an exact decision in sympy (``exact_equal``: 2^{100} vs 2^{100}+1, \\sin 30° vs 1/2, (1+i)^2 vs
+2i -- math-verify would round floats to 6 places and read ``i`` as a variable); else math-verify
+on the ``canon`` forms (Unicode, empty set, degrees, labelled tuples normalised); else element-wise
+structure (tuples in order; sets, lists and unions of intervals in any order).
 
 Runs inside grader worker processes (``grading.pool``), which bound its time by killing the
 worker; so math-verify's own signal-based timeouts are switched off here (they break in threads).
@@ -8,12 +15,16 @@ Calling ``equivalent`` directly has no time bound: use ``grading.pool.GradePool`
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from typing import Any
 
-from thor_cli.grading.normalize import clean, fast_equal, structure
+from thor_cli.grading.normalize import UNORDERED, canon, clean, fast_equal, match_unordered, structure
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+_DECIMAL = re.compile(r"\d\.\d|(?<![\d}])\.\d|\d\.(?!\d)|\d[eE][-+]?\d")
+_EXACT_DIGITS = 60  # working precision of the numeric test that backs the exact one
 
 
 @lru_cache(maxsize=4096)
@@ -33,19 +44,72 @@ def math_verify_equal(pred: str, gold: str) -> bool:
     return bool(verify(g, p, timeout_seconds=None))
 
 
+def _exact_number(text: str) -> Any:
+    """The sympy number an answer denotes when it is exact (no decimals), with ``i`` = sqrt(-1)."""
+    import sympy
+
+    if _DECIMAL.search(text):
+        return None
+    parsed = _parse(text)
+    if not parsed or not isinstance(parsed[0], sympy.Expr):
+        return None
+    e = parsed[0]
+    free = e.free_symbols
+    if free and {s.name for s in free} != {"i"}:
+        return None
+    if free:
+        e = e.subs({s: sympy.I for s in free})
+    if not e.is_number or e.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
+        return None
+    return e
+
+
+def exact_equal(pred: str, gold: str) -> bool | None:
+    """Exact equality of two exact numbers; None when either is not one (or sympy cannot tell)."""
+    import sympy
+
+    g = _exact_number(gold)
+    if g is None:
+        return None
+    p = _exact_number(pred)
+    if p is None:
+        return None
+    d = sympy.expand(p - g)
+    if d == 0:
+        return True
+    if d.is_Rational:
+        return False  # a nonzero rational difference, however small
+    approx = sympy.N(d, _EXACT_DIGITS)
+    scale = max(1, abs(sympy.N(g, 15)))
+    if abs(approx) > sympy.Float(10) ** (-_EXACT_DIGITS // 2) * scale:
+        return False  # the difference shows at 30 digits: they differ
+    zero = sympy.simplify(d) == 0 or d.equals(0)
+    return True if zero else None
+
+
 def equivalent(pred: str, gold: str) -> tuple[bool, str]:
     """(correct, method). Never raises: a math-verify failure counts as not equivalent."""
     fast = fast_equal(pred, gold)
     if fast is not None:
         return fast
+    cp, cg = canon(pred), canon(gold)
     try:
-        if math_verify_equal(pred, gold):
+        ex = exact_equal(cp, cg)
+        if ex is not None:
+            return ex, "exact_sympy"
+    except Exception:  # noqa: BLE001 -- sympy raises anything on odd input; math-verify tries next
+        pass
+    try:
+        if math_verify_equal(cp, cg):
             return True, "math_verify"
     except Exception:  # noqa: BLE001 -- sympy raises anything on odd input; that is "not equal"
         pass
     gs, ps = structure(clean(gold)), structure(clean(pred))
     if gs is not None and ps is not None and gs[0] == ps[0] and len(gs[1]) == len(ps[1]):
-        if all(equivalent(a, b)[0] for a, b in zip(ps[1], gs[1], strict=True)):
+        if gs[0] in UNORDERED:
+            if match_unordered(ps[1], gs[1], lambda a, b: equivalent(a, b)[0]):
+                return True, "structure"
+        elif all(equivalent(a, b)[0] for a, b in zip(ps[1], gs[1], strict=True)):
             return True, "structure"
     return False, "math_verify"
 
@@ -53,3 +117,4 @@ def equivalent(pred: str, gold: str) -> tuple[bool, str]:
 def warm() -> None:
     """Import sympy and math-verify and fill their caches (done once in the fork server)."""
     math_verify_equal("\\frac{1}{2}", "0.5")
+    exact_equal("\\sqrt{2}", "2")

@@ -7,6 +7,10 @@ an exact decision in sympy (``exact_equal``: 2^{100} vs 2^{100}+1, \\sin 30° vs
 on the ``canon`` forms (Unicode, empty set, degrees, labelled tuples normalised); else element-wise
 structure (tuples in order; sets, lists and unions of intervals in any order).
 
+A "no" says how sure it is: ``math_verify`` (both answers parsed as mathematics and differ) or
+``unparsed`` (math-verify read nothing, or one answer is prose -- words math-verify would
+multiply as symbols): the rules could not compare them, and ``thor grade --judge`` asks a judge.
+
 Runs inside grader worker processes (``grading.pool``), which bound its time by killing the
 worker; so math-verify's own signal-based timeouts are switched off here (they break in threads).
 Calling ``equivalent`` directly has no time bound: use ``grading.pool.GradePool`` for that.
@@ -19,7 +23,15 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from thor_cli.grading.normalize import UNORDERED, canon, clean, fast_equal, match_unordered, structure
+from thor_cli.grading.normalize import (
+    MATH_WORDS,
+    UNORDERED,
+    canon,
+    clean,
+    fast_equal,
+    match_unordered,
+    structure,
+)
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
@@ -111,7 +123,18 @@ def equivalent(pred: str, gold: str) -> tuple[bool, str]:
                 return True, "structure"
         elif all(equivalent(a, b)[0] for a, b in zip(ps[1], gs[1], strict=True)):
             return True, "structure"
-    return False, "math_verify"
+    return False, "unparsed" if _unparsed(cp) or _unparsed(cg) else "math_verify"
+
+
+def _unparsed(text: str) -> bool:
+    """math-verify reads nothing in it, or it is prose (a word of 3+ letters that is no command)."""
+    words = re.sub(r"\\[A-Za-z]+", " ", clean(text, keep_space=True))
+    if any(len(w) >= 3 and w.lower() not in MATH_WORDS for w in re.findall(r"[A-Za-z]+", words)):
+        return True
+    try:
+        return not _parse(text)
+    except Exception:  # noqa: BLE001 -- a parser crash is "nothing read"
+        return True
 
 
 def warm() -> None:

@@ -41,7 +41,7 @@ _SHORT_UNITS = {"cm", "mm", "km", "m", "kg", "g", "mg", "ft", "in", "yd", "mi", 
                 "h", "hr", "hrs", "min", "sec", "mph", "kmh"}
 _CHOICE = re.compile(r"^(?:\(([A-E])\)|([A-E]))(?:$|[.:]$|[.:]?\s+\S.*$)", re.S)
 _WORDS = re.compile(r"^[A-Za-z][A-Za-z '\-]*[A-Za-z]$")
-_MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "pi", "infty",
+MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "pi", "infty",
                "inf", "frac", "lim", "max", "min", "det", "arcsin", "arccos", "arctan"}
 _UNICODE = {"π": "\\pi ", "∞": "\\infty ", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "×": "\\times ",
             "·": "\\cdot ", "⋅": "\\cdot ", "÷": "\\div ", "−": "-", "–": "-", "∪": "\\cup ", "∩": "\\cap ",
@@ -154,7 +154,7 @@ def values_equal(a: Value, b: Value) -> bool:
 
 def _is_unit(word: str) -> bool:
     w = word.strip(" .").lower()
-    return w in _SHORT_UNITS or (len(w) >= 3 and not any(x in _MATH_WORDS for x in w.split()))
+    return w in _SHORT_UNITS or (len(w) >= 3 and not any(x in MATH_WORDS for x in w.split()))
 
 
 def _choice(s: str) -> str | None:
@@ -166,7 +166,7 @@ def _is_text(s: str) -> bool:
     if not _WORDS.match(s):
         return False
     words = re.findall(r"[A-Za-z]+", s)
-    return any(len(w) >= 3 for w in words) and not any(w.lower() in _MATH_WORDS for w in words)
+    return any(len(w) >= 3 for w in words) and not any(w.lower() in MATH_WORDS for w in words)
 
 
 def split_top(s: str, sep: str = ",") -> list[str]:

@@ -42,7 +42,7 @@ def test_deep_parentheses_collapse() -> None:
 
 
 @pytest.mark.parametrize("raw,canonical", [
-    ("√12", "\\sqrt{12}"), ("x ≤ 3", "x \\le  3"), ("∅", "\\emptyset"), ("\\{ \\}", "\\emptyset"),
+    ("√12", "\\sqrt{12}"), ("x ≤ 3", "(-\\infty, 3]"), ("1 \\le x < 2", "[1, 2)"), ("∅", "\\emptyset"), ("\\{ \\}", "\\emptyset"),
     ("\\sin 30^\\circ", "\\sin\\left(\\frac{30\\pi}{180}\\right)"), ("(x, y) = (1, 2)", "(1, 2)"),
     ("(y, x) = (2, 1)", "(1, 2)"), ("y=2, x=1", "(1, 2)"), ("x=2, x=3", "2, 3"), ("0.333...", "0.333\\ldots"),
 ])

@@ -50,7 +50,7 @@ _UNICODE = {"π": "\\pi ", "∞": "\\infty ", "≤": "\\le ", "≥": "\\ge ", "�
             "…": "..."}
 _UNICODE_RX = re.compile("|".join(map(re.escape, _UNICODE)))
 _ROOT = re.compile(r"√\s*(\d+|[A-Za-z]|\\pi)|√\s*\(([^()]*)\)")
-_EMPTY = re.compile(r"^(?:\\emptyset|\\varnothing|\\O|\{\s*\}|\\\{\s*\\\}|\\left\\\{\s*\\right\\\}|"
+_EMPTY = re.compile(r"^(?:\\emptyset|\\varnothing|\\O|\{\s*\}|\\\{(?:\s|\\[,;:! ])*\\\}|\\left\\\{\s*\\right\\\}|"
                     r"(?:\\text\{)?\s*(?:the\s+)?empty\s+set\s*\}?)$", re.I)
 _TRIG_DEG = re.compile(r"\\(sin|cos|tan|cot|sec|csc)\s*(?:\\left)?\s*(?P<o>[({])?\s*(-?\d+(?:\.\d+)?)\s*"
                        r"(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree)\s*(?(o)(?:\\right)?\s*[)}])")
@@ -58,6 +58,11 @@ _TUPLE_LABEL = re.compile(r"^(?:\\left)?\((\s*[A-Za-z](?:_\{?\d+\}?)?(?:\s*,\s*[
                           r"(?:\\right)?\)\s*=\s*(?=\S)")
 _ASSIGN = re.compile(r"^\s*([A-Za-z](?:_\{?\d+\}?)?)\s*=\s*([^=]+?)\s*$")
 _AND = re.compile(r"\s*(?:\\text\{\s*and\s*\}|\band\b|;)\s*")
+_NUM_BOUND = r"(-?(?:\d+(?:\.\d+)?|\\frac\{[^{}]*\}\{[^{}]*\}|\\sqrt\{[^{}]*\}|\\pi))"
+_LT, _LE, _GT, _GE = r"(?:<|\\lt)", r"(?:\\le|\\leq|\\leqslant|<=)", r"(?:>|\\gt)", r"(?:\\ge|\\geq|\\geqslant|>=)"
+_INEQ_ONE = re.compile(rf"^([A-Za-z])\s*({_LE}|{_GE}|{_LT}|{_GT})\s*{_NUM_BOUND}$")
+_INEQ_TWO = re.compile(rf"^{_NUM_BOUND}\s*({_LE}|{_LT})\s*([A-Za-z])\s*({_LE}|{_LT})\s*{_NUM_BOUND}$")
+_IN_SET = re.compile(r"^[A-Za-z]\s*\\in\s*(?=\S)")
 _MATRIX = re.compile(r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}$", re.S)
 
 
@@ -97,6 +102,23 @@ def _labelled(s: str) -> str:
     return value
 
 
+def _interval(s: str) -> str:
+    """``x > 3`` -> ``(3, \\infty)``; ``1 \\le x < 2`` -> ``[1, 2)``; ``x \\in [1, 2]`` -> ``[1, 2]``."""
+    s = _IN_SET.sub("", s)
+    m = _INEQ_ONE.match(s)
+    if m:
+        op, b = m.group(2), m.group(3)
+        closed = op not in ("<", ">", "\\lt", "\\gt")
+        if op in ("<", "\\lt") or (closed and ("le" in op or op == "<=")):
+            return f"(-\\infty, {b}" + ("]" if closed else ")")
+        return ("[" if closed else "(") + f"{b}, \\infty)"
+    m = _INEQ_TWO.match(s)
+    if m:
+        lo, op1, op2, hi = m.group(1), m.group(2), m.group(4), m.group(5)
+        return ("(" if op1 in ("<", "\\lt") else "[") + f"{lo}, {hi}" + (")" if op2 in ("<", "\\lt") else "]")
+    return s
+
+
 def canon(s: str) -> str:
     """Unicode math as LaTeX, one empty set, degrees in trig calls as radians, labelled tuples
     as tuples; spaces kept (math-verify reads the result)."""
@@ -112,6 +134,8 @@ def canon(s: str) -> str:
         return "\\emptyset"
     if "\\" in s:
         s = _TRIG_DEG.sub(lambda m: f"\\{m.group(1)}\\left(\\frac{{{m.group(3)}\\pi}}{{180}}\\right)", s)
+    if any(c in s for c in "<>") or "\\l" in s or "\\g" in s or "\\in" in s:
+        s = _interval(s)
     if "=" in s:
         s = _labelled(s)
         s = _assignments(s)
@@ -220,7 +244,7 @@ def structure(s: str) -> tuple[str, list[str]] | None:
         parts = split_top(s, "\\cup")
         if len(parts) >= 2:
             return "union", sorted(parts)
-    if s.startswith("\\{") and s.endswith("\\}") and _wraps(s[1:-1]):
+    if s.startswith("\\{") and s.endswith("\\}") and _wraps("{" + s[2:-2] + "}"):
         return "set", sorted(split_top(s[2:-2]))
     if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _wraps("(" + s[1:-1] + ")"):
         inner = s[1:-1]
@@ -283,8 +307,9 @@ def fast_equal(pred: str, gold: str) -> tuple[bool, str] | None:
     gs, ps = structure(g), structure(p)
     if gs is not None and ps is not None:
         if gs[0] != ps[0] or len(gs[1]) != len(ps[1]):
-            # a union may merge into fewer intervals ((1,2]\cup(2,3) = (1,3)): only sympy knows
-            return None if "union" in (gs[0], ps[0]) else (False, "structure")
+            # a union may merge into fewer intervals ((1,2]\cup(2,3) = (1,3)), a set repeat an
+            # element ({1,2,2} = {1,2}): only sympy knows
+            return None if {gs[0], ps[0]} & set(UNORDERED) else (False, "structure")
         if gs[0] in UNORDERED:
             found = match_unordered(ps[1], gs[1], _fast_bool)
             if found is None or (not found and gs[0] == "union"):
@@ -319,7 +344,7 @@ def _tower(p: str, g: str) -> tuple[bool, str] | None:
         while n % base == 0:
             n, k = n // base, k + 1
         if n != 1:
-            return False, "numeric"  # not a power of the base
+            return None  # not an integer power of the base; a fractional one may be (8^{1/3} = 2)
         other = str(k)
     v = fast_equal(exp, other)
     return (v[0], "numeric") if v is not None and v[1] in ("exact", "numeric") else None

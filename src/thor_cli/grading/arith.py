@@ -149,6 +149,8 @@ class _Parser:
 
     def postfix(self) -> Fraction:
         v = self.atom()
+        if self.peek("!!"):
+            raise _GiveUp  # a double factorial, not (n!)!
         while self.eat("!"):
             if v.denominator != 1 or not 0 <= v <= MAX_FACTORIAL:
                 raise _GiveUp

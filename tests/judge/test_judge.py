@@ -155,3 +155,15 @@ def test_cache_whole_last_entry_without_newline_is_kept(tmp_path: Path) -> None:
     cache.put("k2", {"verdict": "yes", "reason": "", "model": "m"})
     again = JudgeCache(path)
     assert again.get("k1") is not None and again.get("k2") is not None
+
+
+def test_loaded_judge_builds_its_backend_only_when_asked(tiny_model_dir: Path, grader: Grader, tmp_path: Path) -> None:
+    judge = Judge.load("scripted", str(tiny_model_dir), backend_options={"script": ["VERDICT: no\nREASON: r"]},
+                       cache=JudgeCache(tmp_path / "c.jsonl"))
+    CascadeGrader(grader, judge).grade(RECORDS[:2])  # the rules decide both: no model needed
+    assert judge.backend is None
+    CascadeGrader(grader, judge).grade(RECORDS)
+    assert judge.backend is not None and len(judge.backend.calls) == 2
+    judge.close()
+    with pytest.raises(Exception, match="unknown judge backend"):
+        Judge.load("nope", "m")

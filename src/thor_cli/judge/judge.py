@@ -10,7 +10,7 @@ nothing twice. Identical questions in one batch are asked once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,10 +47,13 @@ class Judge:
 
     def __init__(self, backend: Any, model: str, *, cache: JudgeCache | None = None, max_tokens: int = 256,
                  temperature: float = 0.0, system_prompt: str | None = None, concurrency: int = 16,
-                 seed: int = 0) -> None:
+                 seed: int = 0, backend_factory: Callable[[], Any] | None = None) -> None:
+        """``backend``: a Backend, or None with ``backend_factory`` to build one on the first question
+        the cache cannot answer (a run answered from the cache never loads the model)."""
         from thor_cli.rollout import RolloutConfig
 
         self.backend = backend
+        self._factory = backend_factory
         self.model = model
         self.cache = cache
         self.concurrency = concurrency
@@ -62,10 +65,14 @@ class Judge:
     @classmethod
     def load(cls, backend: str, model: str, *, backend_options: dict[str, Any] | None = None,
              **kw: Any) -> Judge:
-        """A judge on a backend loaded by name (hf, vllm, openai, scripted)."""
-        from thor_cli.backends import load_backend
+        """A judge on a backend loaded by name (hf, vllm, openai, scripted) when first needed."""
+        from thor_cli.backends import BACKENDS, load_backend
+        from thor_cli.errors import UsageError
 
-        return cls(load_backend(backend, model, **(backend_options or {})), model, **kw)
+        if backend not in BACKENDS:  # a usage error now, not at the first undecided answer
+            raise UsageError(f"unknown judge backend {backend!r}", f"choose one of: {', '.join(sorted(BACKENDS))}")
+        return cls(None, model, backend_factory=lambda: load_backend(backend, model, **(backend_options or {})),
+                   **kw)
 
     def key(self, item: JudgeItem) -> str:
         return content_key(item.pred, item.gold, item.question, self.model, self.cfg.system_prompt)
@@ -85,6 +92,10 @@ class Judge:
             else:
                 todo.setdefault(k, it)
         if todo:
+            if self.backend is None:
+                if self._factory is None:
+                    raise ValueError("Judge has neither a backend nor a backend_factory")
+                self.backend = self._factory()
             problems = [({"id": k, "prompt": render(it.pred, it.gold, it.question)}, k, 0) for k, it in todo.items()]
             async with RolloutEngine(self.backend, self.cfg, tools={}) as engine:
                 async for (_, k, _), fields in engine.run(problems, concurrency=self.concurrency):
@@ -117,6 +128,10 @@ class Judge:
 
     def close(self) -> None:
         loop, self._loop = self._loop, None
+        if self.backend is None:
+            if loop is not None:
+                loop.close()
+            return
         if loop is None:
             loop = aio.new_event_loop()
         try:

@@ -67,6 +67,7 @@ def test_cascade_sends_only_what_rules_cannot_decide(tok: Any, grader: Grader, t
     prompts = [tok.decode(ids) for ids, _, _ in backend.calls]
     assert not any("1,000" in p or "Candidate answer: 3\n" in p for p in prompts)
     assert any("How does f change?" in p for p in prompts)  # the question reaches the judge
+    assert all(p.rstrip().endswith("VERDICT:") for p in prompts)  # the reply is started for the judge
     d = grades[2].to_dict()
     assert d["judge"] == {"verdict": "yes", "reason": "both say the function increases", "model": "judge-m"}
     assert d["detail"] == "rules: string"

@@ -1,7 +1,8 @@
 """``Judge``: asks a model whether a predicted answer means the gold, through the rollout engine.
 
 Only the rollout engine talks to a model: the judge renders ``prompt.render`` as a user message
-and runs it as a tool-free trajectory (``RolloutConfig(tools=())``, greedy by default) on any
+(the engine's chat rendering, then ``prompt.PREFILL`` to start the reply) and runs it as a
+tool-free trajectory (``RolloutConfig(tools=())``, greedy by default) on any
 backend from ``thor_cli.backends.load_backend``. It parses ``VERDICT``/``REASON`` from the reply,
 and keeps every valid verdict in a ``JudgeCache`` keyed by what the judge saw, so a rerun asks
 nothing twice. Identical questions in one batch are asked once.
@@ -17,7 +18,7 @@ from typing import Any
 from thor_cli import aio
 from thor_cli.grading.extract import trajectory_text
 from thor_cli.judge.cache import JudgeCache
-from thor_cli.judge.prompt import content_key, parse_verdict, render
+from thor_cli.judge.prompt import PREFILL, content_key, parse_verdict, render
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,10 @@ class Judge:
                 if self._factory is None:
                     raise ValueError("Judge has neither a backend nor a backend_factory")
                 self.backend = self._factory()
-            problems = [({"id": k, "prompt": render(it.pred, it.gold, it.question)}, k, 0) for k, it in todo.items()]
             async with RolloutEngine(self.backend, self.cfg, tools={}) as engine:
+                prefill = list(self.backend.tokenizer.encode(PREFILL, add_special_tokens=False))
+                problems = [({"id": k, "prompt_ids": engine.prompt_ids({"prompt": render(it.pred, it.gold, it.question)})
+                              + prefill}, k, 0) for k, it in todo.items()]
                 async for (_, k, _), fields in engine.run(problems, concurrency=self.concurrency):
                     self.stats["asked"] += 1
                     out[k] = self._verdict(k, todo[k], fields)
@@ -109,7 +112,7 @@ class Judge:
         if fields.get("error") and not text.strip():
             verdict, reason = "invalid", f"judge backend failed: {fields['error']}"
         else:
-            verdict, reason = parse_verdict(text)
+            verdict, reason = parse_verdict(PREFILL + text)
         if verdict == "invalid":
             self.stats["invalid"] += 1
         elif self.cache is not None:

@@ -1,7 +1,9 @@
 """The judge's prompt, its verdict parser, and the content key of one judgement.
 
-The judge answers on two lines, ``VERDICT: yes|no`` then ``REASON: ...``. ``parse_verdict`` takes
-the last VERDICT line (a model may think aloud first); anything without one is ``invalid``.
+The judge answers on two lines, ``VERDICT: yes|no`` then ``REASON: ...``; its reply is started
+for it with ``PREFILL`` (``VERDICT:``), so it only has to say yes or no (SmolLM2-135M, asked
+without it, wrote prose 50 times out of 50). ``parse_verdict`` takes the last VERDICT line (a
+model may think aloud first); anything without one is ``invalid``.
 
 >>> parse_verdict("Both are 1/2.\\nVERDICT: yes\\nREASON: 0.5 = 1/2")
 ('yes', '0.5 = 1/2')
@@ -15,7 +17,8 @@ import hashlib
 import json
 import re
 
-PROMPT_VERSION = "v1"  # part of every cache key: change it when the template changes
+PROMPT_VERSION = "v2"  # part of every cache key: change it when the template or PREFILL changes
+PREFILL = "VERDICT:"  # the reply starts here (appended to the prompt), so even a small model answers in form
 TEMPLATE = """You are grading the final answer of a math problem. Decide whether the candidate answer \
 means the same as the reference answer: the same number, expression, set, interval or statement, \
 whatever its notation, formatting or units. Do not solve the problem again; compare the answers.

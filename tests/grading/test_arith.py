@@ -48,3 +48,8 @@ def test_deep_parentheses_collapse() -> None:
 ])
 def test_canon(raw: str, canonical: str) -> None:
     assert canon(raw) == canonical
+
+
+def test_products_of_huge_powers_stop_at_the_size_bound() -> None:
+    assert evaluate("2^{500000}") is not None and evaluate("\\cdot".join(["2^{500000}"] * 50)) is None
+    assert evaluate("\\cdot".join(["2^{1000}"] * 50)).value == 2**50000  # type: ignore[union-attr]

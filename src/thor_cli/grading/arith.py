@@ -104,7 +104,7 @@ class _Parser:
             op = self.s[self.i]
             self.i += 1
             t = self.term()
-            v = v + t if op == "+" else v - t
+            v = _bounded(v + t if op == "+" else v - t)
         self.depth -= 1
         return v
 
@@ -116,13 +116,13 @@ class _Parser:
                 self.i = m.end()
                 r = self.unary()
                 if _OPS[m.group(0)] == "*":
-                    v = v * r
+                    v = _bounded(v * r)
                 else:
                     if r == 0:
                         raise _GiveUp
-                    v = v / r
+                    v = _bounded(v / r)
             elif self.peek("(") or self.peek("\\sqrt"):
-                v = v * self.unary()  # implicit product 2(3+4); 2\frac{1}{2} (a mixed number?) is left alone
+                v = _bounded(v * self.unary())  # implicit product 2(3+4); 2\frac{1}{2} (a mixed number?) is left alone
             else:
                 return v
 
@@ -217,6 +217,14 @@ class _Parser:
         self.places = len(frac)
         self.sig = len((intpart + frac).lstrip("0"))
         return Fraction(int(intpart or "0")) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
+
+
+def _bounded(v: Fraction) -> Fraction:
+    """Every intermediate result stays within MAX_BITS: a product of many huge powers would
+    otherwise cost seconds in the calling process, where nothing bounds the time."""
+    if abs(v.numerator).bit_length() > MAX_BITS or v.denominator.bit_length() > MAX_BITS:
+        raise _GiveUp
+    return v
 
 
 def _pow(base: Fraction, exp: Fraction) -> Fraction:

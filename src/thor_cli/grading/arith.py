@@ -56,6 +56,10 @@ _NUM = re.compile(r"(\d+)(?:\.(\d*))?|\.(\d+)")
 _OVERLINE = re.compile(r"\\(?:overline|bar|dot)\{(\d+)\}|\((\d+)\)|\\overline(\d)|\\dot(\d)")
 _ELLIPSIS = re.compile(r"\.\.\.|\\[lc]?dots|\\ldots|…")
 _OPS = {"\\cdot": "*", "\\times": "*", "\\div": "/", "*": "*", "/": "/", "+": "+", "-": "-"}
+_DIGIT = re.compile(r"\d(?!\d)")  # ^2 (2^10 is 2^1 then 0 in LaTeX: left to math-verify)
+_SCI = re.compile(r"[eE]([-+]?\d{1,4})(?![\d.])")
+_INT_SUM = re.compile(r"[-+]?\d+(?:[-+]\d+)*")
+_INT_TERM = re.compile(r"[-+]?\d+")
 _OP_RX = re.compile(r"\\cdot|\\times|\\div|[*/+\-]")
 
 
@@ -140,7 +144,7 @@ class _Parser:
         if self.peek("{"):
             exp = self.group()
         else:  # 2^10 in LaTeX is 2^1 then 0: only a single digit is unambiguous
-            m = re.match(r"\d(?!\d)", self.s[self.i:])
+            m = _DIGIT.match(self.s, self.i)
             if not m:
                 raise _GiveUp
             self.i += 1
@@ -199,9 +203,9 @@ class _Parser:
         intpart, frac = (m.group(1) or ""), (m.group(2) if m.group(2) is not None else m.group(3))
         if frac is None:  # an integer, maybe in scientific notation
             v = Fraction(int(intpart))
-            e = re.match(r"[eE]([-+]?\d{1,4})(?![\d.])", self.s[self.i:])
+            e = _SCI.match(self.s, self.i)
             if e:
-                self.i += e.end()
+                self.i = e.end()
                 v *= Fraction(10) ** int(e.group(1))
             return v
         rep = _OVERLINE.match(self.s, self.i)
@@ -278,6 +282,8 @@ def evaluate(s: str) -> Value | None:
     """The exact value of a cleaned arithmetic answer, or None (not plain arithmetic, too big)."""
     if not s or len(s) > MAX_LEN or not re.match(r"^[-+(\d.{\\]", s):
         return None
+    if _INT_SUM.fullmatch(s) and s.count("+") + s.count("-") > 8:  # 0+0+...+0: one regex, not a parse
+        return Value(Fraction(sum(int(t) for t in _INT_TERM.findall(s))))
     s = collapse_parens(s)
     p = _Parser(s)
     try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 import typer
 
@@ -31,6 +32,24 @@ def main(
     gold_field: Annotated[str, typer.Option("--gold-field", help="Field holding the gold answer.")] = "answer",
     code_timeout: Annotated[float, typer.Option("--code-timeout", help="Seconds per code-test run.")] = 10.0,
     batch: Annotated[int, typer.Option("--batch", help="Records graded together (memory stays bounded).")] = 256,
+    judge: Annotated[str | None, typer.Option("--judge", help="Judge model for the answers the rules cannot "
+                                              "decide (prose, unparseable, timeouts): a cached name, folder, HF "
+                                              "id or served model.", show_default=False)] = None,
+    judge_backend: Annotated[str, typer.Option("--judge-backend", help="Judge backend: hf | vllm | openai | "
+                                               "scripted.")] = "hf",
+    judge_base_url: Annotated[str | None, typer.Option("--judge-base-url", help="openai judge: the server's URL.",
+                                                       show_default=False)] = None,
+    judge_api_key: Annotated[str | None, typer.Option("--judge-api-key", envvar="OPENAI_API_KEY",
+                                                      help="openai judge: API key.", show_default=False)] = None,
+    judge_cache: Annotated[str | None, typer.Option("--judge-cache", help="JSONL cache of verdicts (default: "
+                                                    "$THOR_HOME/judge_cache.jsonl); a rerun asks nothing twice.",
+                                                    show_default=False)] = None,
+    judge_max_tokens: Annotated[int, typer.Option("--judge-max-tokens", help="Tokens of the judge's reply.")] = 256,
+    judge_option: Annotated[list[str] | None, typer.Option("--judge-option", help="KEY=VALUE passed to the judge "
+                                                           "backend (VALUE read as JSON when it parses), e.g. "
+                                                           "dtype=bfloat16; repeatable.", show_default=False)] = None,
+    question_field: Annotated[str, typer.Option("--question-field", help="Field with the question the judge "
+                                                "sees.")] = "question",
     resume: Resume = False,
     shard: ShardOpt = None,
     limit: Limit = None,
@@ -43,26 +62,51 @@ def main(
     with `grade: {correct, pred, gold, method, detail}`. Math answers: exact and numeric fast
     paths, then math-verify, each check bounded in time. Code problems (`task: code`) run their
     tests in the sandbox. A count of correct answers goes to stderr.
+
+    With `--judge MODEL`, the answers the rules cannot decide (method unparsed, string, timeout or
+    error) go to an LLM judge run through the rollout engine; those grades get method `judge` and
+    `judge: {verdict, reason, model}`. Verdicts are cached (`--judge-cache`).
     """
+    from contextlib import ExitStack
+
     from thor_cli.grading import GradeConfig, Grader
     from thor_cli.log import log
     from thor_cli.records.stream import open_stream
 
     cfg = GradeConfig(pattern=pattern, timeout=timeout, workers=workers, gold_field=gold_field,
                       code_timeout=code_timeout)
-    params = {"pattern": pattern, "timeout": timeout, "gold_field": gold_field,  # what determines results
-              "code_timeout": code_timeout}
-    correct = total = 0
-    with open_stream("grade", inputs, output, resume=resume, shard=shard, limit=limit, config=params,
-                     fail_on_error=fail_on_error) as st, Grader(cfg) as grader:
+    params: dict[str, Any] = {"pattern": pattern, "timeout": timeout, "gold_field": gold_field,  # what determines
+                              "code_timeout": code_timeout}                                  # the results
+    if judge is not None:
+        from thor_cli.judge import PROMPT_VERSION
+
+        params.update(judge=judge, judge_backend=judge_backend, judge_prompt=PROMPT_VERSION,
+                      question_field=question_field)
+    correct = total = judged = 0
+    with ExitStack() as stack:
+        st = stack.enter_context(open_stream("grade", inputs, output, resume=resume, shard=shard, limit=limit,
+                                             config=params, fail_on_error=fail_on_error))
+        grader = stack.enter_context(Grader(cfg))
+        grade_fn = grader.grade
+        if judge is not None:
+            from thor_cli.judge import CascadeGrader, Judge, JudgeCache
+
+            opts = _backend_options(judge_option or [])
+            if judge_backend == "openai":
+                opts.setdefault("base_url", judge_base_url)
+                opts.setdefault("api_key", judge_api_key)
+            the_judge = stack.enter_context(Judge.load(judge_backend, judge, backend_options=opts,
+                                                       cache=JudgeCache(judge_cache), max_tokens=judge_max_tokens))
+            grade_fn = CascadeGrader(grader, the_judge, question_field=question_field).grade
         pending: list[tuple[dict, str]] = []
 
         def flush() -> None:
-            nonlocal correct, total
-            grades = grader.grade([r for r, _ in pending])
+            nonlocal correct, total, judged
+            grades = grade_fn([r for r, _ in pending])
             for (rec, key), g in zip(pending, grades, strict=True):
                 rec["grade"] = g.to_dict()
                 correct += g.correct
+                judged += g.method == "judge"
                 total += 1
                 st.emit(rec, key)
             pending.clear()
@@ -76,12 +120,33 @@ def main(
                 flush()
         if pending:
             flush()
+        if judge is not None:
+            js = the_judge.stats
+            log.info("grade: judge %s decided %d answers (asked %d, cached %d, invalid replies %d)", judge, judged,
+                     js["asked"], js["cached"], js["invalid"])
     if total:
         log.info("grade: %d/%d correct (%.1f%%)", correct, total, 100.0 * correct / total)
+
+
+def _backend_options(pairs: list[str]) -> dict[str, Any]:
+    from thor_cli.errors import UsageError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--judge-option {pair!r} is not KEY=VALUE", "e.g. --judge-option dtype=bfloat16")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 main.epilog = examples(  # type: ignore[attr-defined]
     "thor data get math500 --limit 5 | jq -c '.pred = .answer' | thor grade",
     "echo '{\"answer\": \"1000\", \"response\": \"so \\\\boxed{1,000}\"}' | thor grade",
     "thor grade runs/eval.jsonl -o runs/regraded.jsonl --timeout 10",
+    "thor grade runs/eval.jsonl --judge Qwen/Qwen2.5-7B-Instruct --judge-backend openai "
+    "--judge-base-url http://localhost:8000/v1",
 )

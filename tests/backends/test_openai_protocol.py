@@ -186,3 +186,22 @@ def test_text_only_server_is_retokenized(tiny_model_dir: Path, servers: Any, hf_
 def test_bad_base_url() -> None:
     with pytest.raises(BackendError, match="not an http"):
         OpenAIBackend("whatever", base_url="ftp://x")
+
+
+def test_load_weights_is_a_no_op_that_says_so_once(tiny_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from thor_cli.backends.scripted import ScriptedBackend
+
+    backend = OpenAIBackend(str(tiny_model_dir), base_url="http://127.0.0.1:9/v1")
+    scripted = ScriptedBackend(str(tiny_model_dir))
+
+    async def main() -> None:
+        for _ in range(3):
+            await backend.load_weights("/some/checkpoint")
+            await scripted.load_weights({})
+        await backend.close()
+
+    with caplog.at_level("WARNING", logger="thor"):
+        asyncio.run(main())
+    said = [r for r in caplog.records if "load_weights does nothing" in r.getMessage()]
+    assert len(said) == 1 and "127.0.0.1:9" in said[0].getMessage()
+    assert scripted.weight_loads == 3

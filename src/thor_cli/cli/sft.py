@@ -9,8 +9,6 @@ import typer
 
 from thor_cli.cli.options import FailOnError, Limit, examples
 
-Flag = Annotated[bool | None, typer.Option(show_default=False)]
-
 
 def _split(items: list[str]) -> tuple[list[str], list[str]]:
     """Positional words: ``key=value`` overrides (unless a file has that name) and data files."""

@@ -9,8 +9,6 @@ import typer
 
 from thor_cli.cli.options import FailOnError, Limit, examples
 
-Flag = Annotated[bool | None, typer.Option(show_default=False)]
-
 
 def _split(items: list[str]) -> tuple[list[str], list[str]]:
     """Positional words: ``key=value`` overrides (unless a file has that name) and data files."""
@@ -70,6 +68,9 @@ def main(
                                                             "tool calls.", show_default=False)] = None,
     include_errors: Annotated[bool | None, typer.Option("--include-errors", help="Also train on records with an "
                                                         "'error'.", show_default=False)] = None,
+    correct_only: Annotated[bool | None, typer.Option("--correct-only", help="Train only on records whose "
+                                                      "grade.correct is true (thor eval/gen output).",
+                                                      show_default=False)] = None,
     retokenize: Annotated[bool | None, typer.Option("--retokenize/--no-retokenize", help="Re-tokenize records "
                                                     "whose ids another tokenizer made (default), or skip them.",
                                                     show_default=False)] = None,
@@ -101,7 +102,7 @@ def main(
         "max_length": max_length, "num_train_epochs": epochs, "max_steps": max_steps, "learning_rate": learning_rate,
         "per_device_train_batch_size": batch_size, "global_batch_size": global_batch_size, "save_steps": save_steps,
         "seed": seed, "report_to": report_to, "truncate": truncate, "include_unfinished": include_unfinished,
-        "include_errors": include_errors, "retokenize": retokenize, "system_prompt": system_prompt,
+        "include_errors": include_errors, "correct_only": correct_only, "retokenize": retokenize, "system_prompt": system_prompt,
     }
     values = layered(sft_defaults(), load_config_file(config) if config else None,
                      load_preset("sft", preset) if preset else None,

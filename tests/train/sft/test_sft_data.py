@@ -174,3 +174,16 @@ def test_unusable_records_are_counted_by_reason_or_fatal(tok: Any) -> None:
     assert "2 skipped" in report.line() and "1 re-tokenized (1 no ids)" in report.line()
     with pytest.raises(InputError, match=r"data\.jsonl:2: cannot train on this record: no_trajectory"):
         build_examples(records, tok, DataOptions(), fail_on_error=True)
+
+
+def test_correct_only_keeps_records_graded_correct(tok: Any) -> None:
+    r = rollout(tok, ["So \\boxed{42}"])
+    assert data(tok, correct_only=False).example(rec(r)).how == "ids"
+    with pytest.raises(Unusable, match="no grade"):
+        data(tok, correct_only=True).example(rec(r))
+    r["grade"] = {"correct": False, "pred": "41", "gold": "42", "method": "numeric"}
+    with pytest.raises(Unusable) as e:
+        data(tok, correct_only=True).example(rec(r))
+    assert e.value.reason == "wrong_answer"
+    r["grade"]["correct"] = True
+    assert data(tok, correct_only=True).example(rec(r)).how == "ids"

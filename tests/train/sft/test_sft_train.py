@@ -21,14 +21,26 @@ def metrics(run: Path) -> list[dict[str, Any]]:
 
 
 def test_training_lowers_the_loss_and_writes_a_loadable_run(thor_main: Any, tiny_model_dir: Path, traj_file: Path,
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from thor_cli.train.plumbing import run as plumbing_run
+
+    fed: list[list[int]] = []
+    real_train = plumbing_run.train
+
+    def spy(trainer: Any, out: Path, ckpt: Path | None) -> dict[str, Any]:
+        fed.extend(trainer.train_dataset["input_ids"])  # what TRL will batch, after its own preparation
+        return real_train(trainer, out, ckpt)
+
+    monkeypatch.setattr(plumbing_run, "train", spy)
     run = tmp_path / "run"
     code, out, err = thor_main("sft", "-m", str(tiny_model_dir), "-o", str(run), str(traj_file), "--max-steps", "12",
                                "--save-steps", "5", *FAST)
     assert code == 0, err
     assert out == ""  # data on stdout only; a training run has none
+    records = [json.loads(x) for x in traj_file.read_text().splitlines()][:12]
+    assert sorted(fed) == sorted(r["prompt_ids"] + r["completion_ids"] for r in records)  # token-in, token-out
     rows = metrics(run)
     assert [r["step"] for r in rows] == list(range(1, 13))
     for key in ("loss", "learning_rate", "grad_norm", "num_tokens", "trained_tokens", "elapsed_s"):
@@ -98,6 +110,12 @@ def test_lora_run_saves_a_model_that_reloads(thor_main: Any, tiny_model_dir: Pat
         assert not torch.allclose(model(ids).logits, base(ids).logits)
     first = metrics(run)[0]
     assert first["loss"] > 0
+    problems = tmp_path / "p.jsonl"
+    problems.write_text(json.dumps({"id": "p", "question": "What is 2*7?", "answer": "14"}) + "\n")
+    code, out, err = thor_main("eval", "--model", str(run), "--no-tools", "--samples", "1", "--max-tokens", "4",
+                               str(problems))
+    assert code == 0, err  # thor eval loads it as it is (merged, or base + adapter)
+    assert json.loads(out.splitlines()[0])["id"] == "p"
 
 
 def test_packing_is_exact_and_trains(thor_main: Any, tiny_model_dir: Path, traj_file: Path, tmp_path: Path) -> None:
@@ -148,6 +166,10 @@ def test_bad_input_and_settings_are_clear_errors(thor_main: Any, tiny_model_dir:
     assert code == 2 and "not empty" in err and "--resume" in err
     code, _, err = thor_main(*base, "-o", str(tmp_path / "f"), str(traj_file), "--resume")
     assert code == 2 and "no complete checkpoint" in err
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("learning_rate: 1.0e-4\nwarmup_fraction: 0.1\n")
+    code, _, err = thor_main(*base, "-o", str(tmp_path / "h"), str(traj_file), "--config", str(recipe))
+    assert code == 2 and "warmup_fraction" in err  # a recipe's keys are checked like the line's
     code, _, err = thor_main(*base, "-o", str(tmp_path / "g"), str(traj_file), "report_to=wandb")
     if code != 0:  # only where wandb is not installed
         assert code == 2 and "pip install wandb" in err
@@ -193,3 +215,28 @@ def test_thor_eval_loads_the_result(tiny_model_dir: Path, traj_file: Path, tmp_p
     assert res.returncode == 0, res.stderr
     rec = json.loads(res.stdout.splitlines()[0])
     assert rec["id"] == "p" and "grade" in rec and rec["trajectory"]["turns"]
+
+
+@pytest.mark.slow
+def test_two_processes_through_accelerate_launch(tiny_model_dir: Path, traj_file: Path, tmp_path: Path) -> None:
+    """The multi-process path (DDP over gloo on CPU): one writer of files, gathered token counts."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3] / "src"), "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "ddp"
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    res = subprocess.run([accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "thor_cli", "sft", "-m",
+                          str(tiny_model_dir), "-o", str(run), str(traj_file), "--max-steps", "3",
+                          "per_device_train_batch_size=2", "global_batch_size=4", "learning_rate=1e-3"],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr.count("sft: 13 records") == 1  # the main process reports
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    single = tmp_path / "single"
+    res = subprocess.run([THOR, "sft", "-m", str(tiny_model_dir), "-o", str(single), str(traj_file), "--max-steps",
+                          "1", "per_device_train_batch_size=4", "learning_rate=1e-3"], capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert rows[0]["num_tokens"] == metrics(single)[0]["num_tokens"]  # 2 x 2 sequences = one batch of 4
+    assert json.loads((tmp_path / "ddp.manifest.json").read_text())["status"] == "done"
+    assert (run / "config.json").is_file() and not (run / ".final.part").exists()

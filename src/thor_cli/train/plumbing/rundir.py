@@ -12,7 +12,8 @@ Layout of ``DIR`` (every stage)::
                               config and its hash; at the end also the data report and results
 
 The final model is written to ``DIR/.final.part`` and its files are moved into ``DIR`` with
-``config.json`` last, so a ``DIR`` with a config.json holds a whole model.
+``config.json`` (or a LoRA adapter's ``adapter_config.json``) last, so a ``DIR`` with one holds a
+whole model.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def read_state(ckpt: Path) -> dict[str, Any]:
 
 
 def publish(part: Path, out: Path) -> None:
-    """Move a saved model from ``part`` into ``out`` (config.json last), then remove ``part``."""
-    names = sorted(os.listdir(part), key=lambda n: n == "config.json")
+    """Move a saved model from ``part`` into ``out`` (config.json or adapter_config.json last: what
+    marks a folder as a model), then remove ``part``."""
+    names = sorted(os.listdir(part), key=lambda n: n in ("config.json", "adapter_config.json"))
     for name in names:
         dst = out / name
         if dst.is_dir() and not dst.is_symlink():

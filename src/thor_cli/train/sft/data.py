@@ -22,7 +22,9 @@ Records that cannot be used are skipped with a counted reason (``Unusable``): ``
 ``error`` (the record has an ``error``; ``include_errors`` keeps it), ``unfinished`` (stop reason
 max_tokens, context_overflow, max_tool_calls or round_done; ``include_unfinished`` keeps it, with
 no end-of-turn token added), ``too_long`` (over ``max_length``; ``truncate`` cuts instead),
-``all_masked``, ``other_tokenizer`` (ids from another tokenizer with ``retokenize=False``).
+``all_masked``, ``other_tokenizer`` (ids from another tokenizer with ``retokenize=False``),
+``wrong_answer`` (with ``correct_only``: a record whose ``grade.correct`` is not true — rejection
+sampling over ``thor eval``/``gen`` output).
 Damaged records (wrong types, ids that disagree with ``completion_ids``) raise ``InputError``
 naming file, line and field.
 """
@@ -64,6 +66,7 @@ class DataOptions:
     retokenize: bool = True  # re-tokenize records whose ids another tokenizer made (else skip them)
     system_prompt: str | None = None
     tools: bool = True  # rebuilt prompts use the protocol's with-tools user message
+    correct_only: bool = False  # train only on records graded correct
 
 
 @dataclass
@@ -186,6 +189,8 @@ class SFTData:
         except (TypeError, ValueError) as e:
             raise InputError(f"cannot read it ({e})", path=where.path, line=where.line, field="trajectory",
                              hint="write the record with thor eval/gen/rl") from None
+        if self.opts.correct_only and not (isinstance(data.get("grade"), dict) and data["grade"].get("correct") is True):
+            raise Unusable("wrong_answer", "grade.correct is not true" if "grade" in data else "no grade")
         if data.get("error") and not self.opts.include_errors:
             raise Unusable("error", str(data["error"])[:200])
         finished = traj.stop_reason in FINISHED

@@ -7,7 +7,9 @@ filtering change nothing. ``packing=true`` uses TRL's best-fit-decreasing packin
 padding-free: sequences are concatenated with position ids restarting at each one, and the model
 must then keep attention inside each sequence. That is checked on the loaded model before
 training (one forward of two short sequences, packed and alone); where packed attention is not
-exact, thor trains padded and says so.
+exact, thor trains padded and says so. Packing is faster only with varlen (flash) attention
+kernels; with sdpa or eager attention the packed batch is one masked attention, quadratic in its
+length (0.36x padding's tokens/s on CPU in bench/sft_bench.py), and thor warns.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ SFT_DEFAULTS: dict[str, Any] = {
     "retokenize": True,
     "system_prompt": None,
     "tools": True,
+    "correct_only": False,
 }
 
 
@@ -152,7 +155,8 @@ def run_sft(*, model: str, output: str, inputs: list[str], values: dict[str, Any
     if _is_main():
         ckpt = rundir.prepare(out, resume=resume)
     else:
-        ckpt = rundir.checkpoints(out)[-1][1] if resume else None
+        done = rundir.checkpoints(out) if resume else []
+        ckpt = done[-1][1] if done else None
 
     if not sys.stderr.isatty():  # datasets' map/filter bars would fill a log
         import datasets
@@ -161,8 +165,9 @@ def run_sft(*, model: str, output: str, inputs: list[str], values: dict[str, Any
     tokenizer = AutoTokenizer.from_pretrained(path)
     records = itertools.islice(iter_records(inputs or ["-"]), limit)
     examples, report = build_examples(records, tokenizer, opts, fail_on_error=fail_on_error)
-    log.info("sft: %s", report.line())
-    _log_skips(report)
+    if _is_main():
+        log.info("sft: %s", report.line())
+        _log_skips(report)
     if not examples:
         raise ThorError("no record could be trained on", "see the skip reasons above; trajectories need "
                         "stop_reason answer/eos (or include_unfinished=true)")
@@ -172,6 +177,12 @@ def run_sft(*, model: str, output: str, inputs: list[str], values: dict[str, Any
     if packing and not os.environ.get("ACCELERATE_USE_DEEPSPEED") and not packing_is_exact(net):
         log.warning("sft: this model's attention crosses packed sequences; training padded (packing=false)")
         args.packing = packing = False
+    attn = str(getattr(net.config, "_attn_implementation", "") or "")
+    if packing and "flash" not in attn:
+        # exact, but without varlen kernels the whole packed batch is one masked attention, quadratic in
+        # its length: bench/sft_bench.py measured 0.36x the tokens/s of padding on CPU (sdpa)
+        log.warning("sft: packing with %s attention is exact but slower than padding (no varlen kernels); "
+                    "it pays with flash attention on GPU", attn or "this")
     if _is_main():
         write_manifest(str(out), "sft", config, {"status": "running", "data": report.to_dict()})
 

@@ -67,9 +67,10 @@ def main(
     error) go to an LLM judge run through the rollout engine; those grades get method `judge` and
     `judge: {verdict, reason, model}`. Verdicts are cached (`--judge-cache`).
     """
+    from collections.abc import Iterator
     from contextlib import ExitStack
 
-    from thor_cli.grading import GradeConfig, Grader
+    from thor_cli.grading import GradeConfig, Grader, graded_in_batches
     from thor_cli.log import log
     from thor_cli.records.stream import open_stream
 
@@ -98,28 +99,18 @@ def main(
             the_judge = stack.enter_context(Judge.load(judge_backend, judge, backend_options=opts,
                                                        cache=JudgeCache(judge_cache), max_tokens=judge_max_tokens))
             grade_fn = CascadeGrader(grader, the_judge, question_field=question_field).grade
-        pending: list[tuple[dict, str]] = []
+        def todo() -> Iterator[tuple[dict, str]]:
+            for rec in st.records:
+                key = st.key(rec)
+                if not st.skip(key):
+                    yield rec.data, key
 
-        def flush() -> None:
-            nonlocal correct, total, judged
-            grades = grade_fn([r for r, _ in pending])
-            for (rec, key), g in zip(pending, grades, strict=True):
-                rec["grade"] = g.to_dict()
-                correct += g.correct
-                judged += g.method == "judge"
-                total += 1
-                st.emit(rec, key)
-            pending.clear()
-
-        for rec in st.records:
-            key = st.key(rec)
-            if st.skip(key):
-                continue
-            pending.append((rec.data, key))
-            if len(pending) >= max(1, batch):
-                flush()
-        if pending:
-            flush()
+        for (rec, key), g in graded_in_batches(todo(), grade_fn, record=lambda x: x[0], batch=batch):
+            rec["grade"] = g.to_dict()
+            correct += g.correct
+            judged += g.method == "judge"
+            total += 1
+            st.emit(rec, key)
         if judge is not None:
             js = the_judge.stats
             log.info("grade: judge %s decided %d answers (asked %d, cached %d, invalid replies %d)", judge, judged,

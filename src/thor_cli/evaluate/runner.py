@@ -16,7 +16,7 @@ from typing import Any
 
 from thor_cli.errors import UsageError
 from thor_cli.evaluate.metrics import slim, summarize
-from thor_cli.grading import GradeConfig, Grader
+from thor_cli.grading import GradeConfig, Grader, graded_in_batches
 from thor_cli.records.access import benchmark_of, drop_ids
 from thor_cli.records.jsonl import OutputSink, iter_records
 from thor_cli.records.shard import Shard
@@ -117,21 +117,10 @@ def grade_only(records: Iterable[dict[str, Any]], opts: EvalOptions, emit: Calla
     """Re-grade existing eval records (no model) and recompute the summary."""
     seen: list[dict[str, Any]] = []
     with Grader(opts.grade) as grader:
-        pending: list[dict[str, Any]] = []
-
-        def flush() -> None:
-            for rec, g in zip(pending, grader.grade(pending), strict=True):
-                rec["grade"] = g.to_dict()
-                emit(rec)
-                seen.append(slim(rec))
-            pending.clear()
-
-        for rec in records:
-            pending.append(rec)
-            if len(pending) >= batch:
-                flush()
-        if pending:
-            flush()
+        for rec, g in graded_in_batches(records, grader.grade, record=lambda r: r, batch=batch):
+            rec["grade"] = g.to_dict()
+            emit(rec)
+            seen.append(slim(rec))
     return summarize(seen)
 
 

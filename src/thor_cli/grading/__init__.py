@@ -9,9 +9,9 @@ Imports stay light (no sympy): math-verify is only imported in the worker proces
 """
 
 from thor_cli.grading.extract import extract_answer, extract_boxed, prediction
-from thor_cli.grading.grader import GradeConfig, Grader, gold_of, grade_answer, is_code
+from thor_cli.grading.grader import GradeConfig, Grader, gold_of, grade_answer, graded_in_batches, is_code
 from thor_cli.grading.normalize import fast_equal
 from thor_cli.grading.pool import GradePool
 
-__all__ = ["GradeConfig", "GradePool", "Grader", "extract_answer", "extract_boxed", "fast_equal",
+__all__ = ["GradeConfig", "GradePool", "Grader", "graded_in_batches", "extract_answer", "extract_boxed", "fast_equal",
            "gold_of", "grade_answer", "is_code", "prediction"]

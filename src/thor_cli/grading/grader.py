@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from thor_cli import aio
 from thor_cli.grading.code import grade_code
@@ -21,6 +22,7 @@ from thor_cli.grading.pool import GradePool
 from thor_cli.records.schema import Grade
 from thor_cli.sandbox import Sandbox, SandboxConfig, SandboxRef
 
+T = TypeVar("T")
 
 @dataclass
 class GradeConfig:
@@ -134,3 +136,19 @@ def grade_answer(pred: str | None, gold: str, *, timeout: float = 5.0) -> Grade:
     """
     with Grader(GradeConfig(timeout=timeout, workers=1)) as g:
         return g.grade_math([{"pred": pred, "answer": gold}])[0]
+
+
+def graded_in_batches(items: Iterable[T], grade: Callable[[list[dict[str, Any]]], list[Grade]], *,
+                      record: Callable[[T], dict[str, Any]], batch: int = 256) -> Iterator[tuple[T, Grade]]:
+    """(item, its grade) for every item, in order, graded ``batch`` records at a time by ``grade``
+    (``Grader.grade``, or a cascade's): the one batch loop of ``thor grade`` and ``thor eval
+    --grade-only``. Memory stays bounded by the batch."""
+    pending: list[T] = []
+    size = max(1, batch)
+    for item in items:
+        pending.append(item)
+        if len(pending) >= size:
+            yield from zip(pending, grade([record(x) for x in pending]), strict=True)
+            pending = []
+    if pending:
+        yield from zip(pending, grade([record(x) for x in pending]), strict=True)

@@ -13,6 +13,12 @@ Rows alternate (trl, thor, thor packed) x ``--reps`` and the best of each is kep
 shared machine hits every row alike. Target: thor / trl >= 0.95.
 
     PYTHONPATH=src python bench/sft_bench.py [--reps 2] [--steps 12] [--hidden 256] [--layers 4]
+
+Measured 2026-12-04 on 2 shared cores (OMP_NUM_THREADS=1; load 5-14 from other jobs): best of 3,
+trl 2045, thor 1999 tokens/s (0.98x), thor packed 497 (0.25x padded); an earlier best of 2, trl
+1158, thor 1306 (1.13x), packed 466 (0.36x). Single rows varied by +-25% between reps. Packing
+is slower on CPU: without varlen attention kernels the packed batch is one masked attention,
+quadratic in its length; it is meant for GPUs with flash attention.
 """
 
 from __future__ import annotations

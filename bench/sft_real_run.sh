@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # A real thor sft run on CPU: SmolLM2-135M learns to multiply exactly with a python cell.
 # Evaluates before and after (with and without the tool) on held-out problems.
-# Usage: bench/sft_real_run.sh [RUN_DIR] [STEPS] [TEST]   (about 25 min on 2 busy shared cores)
+# Usage: bench/sft_real_run.sh [RUN_DIR] [STEPS] [TEST]   (about 10 min on 2 busy shared cores)
+# Measured 2026-12-04 (24 steps, 96 records: 48 chat + 48 trajectories with ids; 30 test problems,
+# greedy, 96 tokens): sft 365 s wall (348 s training, ~14.5 s/step, 3.8 GB peak RSS), loss 1.28 ->
+# 0.0002-0.06; with the tool 0/30 -> 30/30 (one python call each); without it 0/30 -> 25/30, all 25
+# an unevaluated \boxed{a * b} that the grader's math-verify evaluates (no product was computed).
 # One torch thread: on cores shared with other jobs, two spinning OpenMP threads lose more than they gain.
 set -euo pipefail
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

@@ -25,6 +25,10 @@ def test_overrides_are_typed_by_the_field_they_set(tmp_path: Path) -> None:
     assert args.packing is True and args.max_length == 128 and args.max_grad_norm == 1.0
     assert args.gradient_accumulation_steps == 4  # 8 sequences / (2 per device x 1 process)
     assert rest["global_batch_size"] == 8
+    assert args.activation_checkpointing is True  # unset: the config class's default (TRL's: on)
+    off, _, _ = build_args(SFTConfig, {"gradient_checkpointing": "false"}, own_keys=set(),
+                           fixed={"output_dir": str(tmp_path)})
+    assert off.activation_checkpointing is False and off.gradient_checkpointing is False
     assert coerce("x", "yes", bool) is True and coerce("x", "3", int | None) == 3 and coerce("x", "a", str | int) == "a"
     with pytest.raises(UsageError, match="not a int"):
         coerce("max_length", "long", int | None)

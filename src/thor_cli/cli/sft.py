@@ -112,8 +112,8 @@ def main(
 
 
 main.epilog = examples(  # type: ignore[attr-defined]
-    "thor eval -m smollm2-135m -b gsm8k --keep-ids -o traj.jsonl && thor sft -m smollm2-135m -o runs/sft "
-    "--preset cpu traj.jsonl",
+    "thor data get gsm8k --limit 64 | thor eval -m smollm2-135m --keep-ids | thor sft -m smollm2-135m "
+    "-o runs/sft --preset cpu --correct-only -",
     "thor sft -m Qwen/Qwen2.5-Math-1.5B -o runs/cold --preset thor tirgen.jsonl save_steps=200",
     "thor sft -m smollm2-135m -o runs/lora --preset cpu --lora chats.jsonl lora_r=8",
     "thor sft -m smollm2-135m -o runs/sft --preset cpu --resume traj.jsonl",

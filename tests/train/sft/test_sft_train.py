@@ -192,6 +192,10 @@ def test_presets_and_precedence(tmp_path: Path) -> None:
                             fixed={"output_dir": str(tmp_path)})
     assert args.learning_rate == 2e-6 and args.gradient_accumulation_steps == 256 // 4  # one process
     assert args.bf16 is False and args.use_cpu is True  # fp32 on this CPU
+    assert args.activation_checkpointing is True  # the preset asks for it
+    cpu, _, _ = build_args(SFTConfig, layered(sft_defaults(), load_preset("sft", "cpu")), own_keys=DATA_KEYS,
+                           fixed={"output_dir": str(tmp_path)})
+    assert cpu.activation_checkpointing is False and cpu.learning_rate == 1e-4 and cpu.per_device_train_batch_size == 4
     config = {"learning_rate": 1e-3, "max_length": 100, "save_steps": 7}
     values = layered(sft_defaults(), config, load_preset("sft", "cpu"), {"max_length": 300},
                      parse_overrides(["save_steps=9"]))

@@ -30,6 +30,17 @@ Each trainer runs ``--rounds`` times, alternated (thor, TRL, thor, TRL: a change
 machine's load hits both); the first step of each run is a warm-up, left out of the means.
 Targets (issue 13): thor's rollouts/s >= 2x TRL's; thor's training tokens/s >= 0.95x TRL's.
 stdout: the table; stderr: logs.
+
+Measured (2-core VM under a load average of ~6 from other jobs, so +-20% run to run): defaults
+(4 x G=8, 2 rounds x 4 steps, ~45 s): rollouts/s 1.75x, 1.92x, and with one round 2.2x TRL's
+(thor ~44/s, TRL 20-25/s); training tokens/s 1.4-1.9x. With G=16 (64 rows a step, 1 round x 3
+steps) the rollout ratio fell to 1.09x and training to 0.87x: TRL's lockstep ``generate`` gains
+more from the larger batch. Where thor's rollout time goes (py-spy): ~40% of the hf backend's
+worker is prefill, because every resumed trajectory (after each cell) is a new request that
+prefills its whole context, and the G samples of a prompt each prefill the same prompt, in small
+batches as cells finish; a prefix cache or keeping a row's KV across its cell would remove most
+of it. ``update`` is forward and backward only, but it computes logits (and their backward) for
+every prompt position where TRL keeps only the completion's (``logits_to_keep``).
 """
 
 from __future__ import annotations

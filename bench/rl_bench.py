@@ -364,9 +364,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="thor-rl-bench-") as d:
+        _bench(args, Path(d))
+
+
+def _bench(args: argparse.Namespace, tmp: Path) -> None:
     from thor_cli.models.tiny import build_tiny_model
 
-    tmp = Path(tempfile.mkdtemp(prefix="thor-rl-bench-"))
     model_dir = build_tiny_model(tmp / "tiny")
     sft_tool_format(model_dir)
     probs = problems(8, seed=0)

@@ -97,7 +97,8 @@ def test_difficulty_of_the_splits() -> None:
 
 def test_records_look_like_the_shipped_benchmarks() -> None:
     r = recs("test", 1)[0]
-    assert set(r) == {"id", "question", "answer", "source", "task", "meta"}
+    assert set(r) == {"id", "question", "answer", "source", "task", "answer_form", "meta"}
+    assert r["answer_form"] == "number"  # graded as a value: the expression restated is not an answer
     assert r["source"] == "arith-test" and r["task"] == "math" and isinstance(r["answer"], str)
     assert {"expression", "ops", "difficulty", "kind", "form", "seed"} <= set(r["meta"])
 

@@ -53,3 +53,15 @@ def test_fast_path_decides_without_math_verify(pred: str, gold: str, method: str
 def test_fast_path_defers_when_unsure() -> None:
     assert fast_equal("x^2+2x+1", "(x+1)^2") is None
     assert fast_equal("\\sqrt{2}/2", "\\frac{\\sqrt2}{2}") is None
+
+
+def test_a_record_that_asks_for_a_number_does_not_accept_the_expression_restated() -> None:
+    from thor_cli.grading import GradeConfig, Grader
+
+    recs = [{"answer": "23472852", "pred": "5406 * 4342", "answer_form": "number"},
+            {"answer": "23472852", "pred": "23,472,852", "answer_form": "number"},
+            {"answer": "23472852", "pred": "5406 * 4342"}]
+    with Grader(GradeConfig(workers=1)) as g:
+        grades = g.grade(recs)
+    assert [x.correct for x in grades] == [False, True, True]
+    assert grades[0].method == "not_a_number"

@@ -372,6 +372,7 @@ def generate(split: str, n: int, seed: int = 0, form: str = "mixed") -> Iterator
             "answer": exact_str(value),
             "source": f"arith-{split}",
             "task": "math",
+            "answer_form": "number",  # the grader wants the value, not the expression restated
             "meta": {"expression": render(e), "ops": count_ops(e), "difficulty": _difficulty(e, split),
                      "kind": kind, "form": shown, "seed": seed},
         }

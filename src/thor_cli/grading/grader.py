@@ -10,6 +10,7 @@ and kept (with a private event loop) until the Grader is closed.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,16 @@ from thor_cli.records.schema import Grade
 from thor_cli.sandbox import Sandbox, SandboxConfig, SandboxRef
 
 T = TypeVar("T")
+_PLAIN_NUMBER = re.compile(r"^\$?\s*[-+−]?\s*(\d{1,3}(,\d{3})+|\d+)(\.\d+)?\s*\$?$|^\$?[-+−]?\\?d?frac\{\d+\}\{\d+\}\$?$|^[-+−]?\d+/\d+$")
+
+
+def is_plain_number(pred: str) -> bool:
+    r"""A number as written, not an expression: "3,562,719", "-12.5", "\\frac{3}{4}", "3/4".
+
+    >>> [is_plain_number(x) for x in ("3,562,719", "-12.5", "\\frac{3}{4}", "5406 * 4342", "2^{10}")]
+    [True, True, True, False, False]
+    """
+    return bool(_PLAIN_NUMBER.match(pred.strip()))
 
 @dataclass
 class GradeConfig:
@@ -90,6 +101,10 @@ class Grader:
                 out[i] = Grade(False, pred, None, "no_gold", f'the record has no "{self.config.gold_field}"')
             elif pred is None or not pred.strip():
                 out[i] = Grade(False, None, gold, "no_answer", "no final answer found")
+            elif rec.get("answer_form") == "number" and not is_plain_number(pred):
+                # a task that asks for the value (exact arithmetic): "5406 * 4342" restates the
+                # question, it does not answer it, however equal math-verify finds the two
+                out[i] = Grade(False, pred, gold, "not_a_number", 'the record asks for a number ("answer_form")')
             else:
                 pairs.append((pred, gold))
                 where.append(i)

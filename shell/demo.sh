@@ -16,13 +16,14 @@ export TOKENIZERS_PARALLELISM=false
 OUT=${OUT:-runs/demo}
 SEED=${SEED:-0}
 MODEL=${MODEL:-smollm2-135m}
-NTRAIN=${NTRAIN:-240}      # training problems (TIRGen input and RL prompts)
-NTEST=${NTEST:-48}         # test split: 1-2 operations, 3-6 digit numbers
-NHARD=${NHARD:-48}         # harder split: 2-4 chained operations
-GEN_TRIES=${GEN_TRIES:-2}  # TIRGen tries per problem
-SFT_STEPS=${SFT_STEPS:-60}
-RL_STEPS=${RL_STEPS:-8}
-EVAL_TOKENS=${EVAL_TOKENS:-160}
+NTRAIN=${NTRAIN:-200}      # training problems (worked solutions for the cold start, RL prompts)
+NGEN=${NGEN:-32}           # of those, given to TIRGen with the model itself as the actor
+NTEST=${NTEST:-24}         # test split: 1-2 operations, 3-6 digit numbers
+NHARD=${NHARD:-24}         # harder split: 2-4 chained operations
+GEN_TRIES=${GEN_TRIES:-1}  # TIRGen tries per problem
+SFT_STEPS=${SFT_STEPS:-40}
+RL_STEPS=${RL_STEPS:-3}
+EVAL_TOKENS=${EVAL_TOKENS:-128}
 mkdir -p "$OUT"
 TIMES="$OUT/times.tsv"
 : > "$TIMES.new"
@@ -39,30 +40,36 @@ step "1. model: $MODEL"
 thor models pull "$MODEL" >&2
 
 # ---- 2. the task: exact arithmetic, train / test / harder splits (< 1 s) ----
+# The same train split again with a worked tool-integrated solution per problem (one python call,
+# its output, the boxed answer): the cold-start data, like the reference solutions a dataset ships.
 step "2. data: thor data synth arithmetic (seed $SEED)"
 if [ ! -s "$OUT/data/hard.jsonl" ]; then
   timed data thor data synth arithmetic --splits "train=$NTRAIN,test=$NTEST,hard=$NHARD" --seed "$SEED" \
     --out-dir "$OUT/data"
+  thor data synth arithmetic --splits "train=$NTRAIN" --seed "$SEED" --solutions --out-dir "$OUT/data/solutions"
 fi
 
-# ---- 3. TIR training data: TIRGen, the model as actor, the rule-based arithmetic critic (~3-5 min) ----
-# The actor reasons in 96-token steps; the critic turns explicit arithmetic into python cells that
-# run in the sandbox, their real output spliced in; kept: a cell ran and the answer is right.
-step "3. thor gen: TIRGen over $NTRAIN problems ($GEN_TRIES tries each)"
-timed gen thor gen "$OUT/data/train.jsonl" --model "$MODEL" --critic arithmetic --tries "$GEN_TRIES" \
-  --max-tokens 256 --step-tokens 96 --temperature 0.7 --seed "$SEED" -o "$OUT/gen.jsonl" --resume
+# ---- 3. TIR data from the model itself: TIRGen, the rule-based arithmetic critic (~3 min) ----
+# The actor (SmolLM2, zero-shot) reasons in 96-token steps; the critic turns explicit arithmetic
+# into python cells that run in the sandbox, their real output spliced in; kept: a cell ran and
+# the answer is right. A 135M actor keeps few (its funnel is in the report); what it keeps joins
+# the worked solutions.
+step "3. thor gen: TIRGen over $NGEN problems ($GEN_TRIES tries each)"
+timed gen thor gen "$OUT/data/train.jsonl" --limit "$NGEN" --model "$MODEL" --critic arithmetic \
+  --tries "$GEN_TRIES" --max-tokens 256 --step-tokens 96 --temperature 0.7 --seed "$SEED" --all \
+  -o "$OUT/gen.jsonl" --resume
 
 # ---- 4. THOR's multi-stage filter (seconds); arithmetic cells are one line, so code quality is off ----
 step "4. thor gen filter"
 timed filter thor gen filter "$OUT/gen.jsonl" --no-code-quality --no-single-call --min-tokens 8 \
   --summary "$OUT/filter.summary.json" -o "$OUT/sft_data.jsonl"
 
-# ---- 5. SFT (cold start) on the kept trajectories, tool output masked (~5 min) ----
+# ---- 5. SFT (cold start) on TIRGen's kept trajectories and the worked solutions, tool output masked (~4 min) ----
 step "5. thor sft: $SFT_STEPS steps, preset cpu"
 if [ ! -f "$OUT/sft/config.json" ]; then
   RESUME=(); [ -d "$OUT/sft" ] && RESUME=(--resume)
   timed sft thor sft --model "$MODEL" --output "$OUT/sft" --preset cpu --max-steps "$SFT_STEPS" \
-    --seed "$SEED" "${RESUME[@]}" "$OUT/sft_data.jsonl"
+    --seed "$SEED" "${RESUME[@]}" "$OUT/sft_data.jsonl" "$OUT/data/solutions/train.jsonl"
 fi
 
 # ---- 6. RL: THOR's GRPO with the step level, on the live policy (~5 min) ----
@@ -107,10 +114,16 @@ for name, label in (("base", "SmolLM2-135M (base)"), ("sft", "+ SFT"), ("rl", "+
     rows.append(f"| {label} | {acc(name, 'tools', 'test')} | {acc(name, 'cot', 'test')} | "
                 f"{acc(name, 'tools', 'hard')} | {acc(name, 'cot', 'hard')} |")
 funnel = json.loads((out / "filter.summary.json").read_text()) if (out / "filter.summary.json").exists() else {}
-kept = funnel.get("out") or funnel.get("kept")
+kept = funnel.get("kept")
+tries = [json.loads(x) for x in (out / "gen.jsonl").read_text().splitlines() if x.strip()]
+why: dict = {}
+for r in tries:
+    k = r["gen"].get("rejected", "kept")
+    why[k] = why.get(k, 0) + 1
 stages = ", ".join(f"{k} {v} s" for k, v in times.items())
 text = "\n".join(["Accuracy (%), greedy, one sample per problem:", "", *rows, "",
-                  f"SFT data kept by the filter: {kept}", f"Wall time per stage: {stages}",
+                  f"TIRGen tries: {len(tries)} ({', '.join(f'{k} {v}' for k, v in sorted(why.items()))}); "
+                  f"kept after the filter: {kept}", f"Wall time per stage: {stages}",
                   f"Total: {sum(times.values())} s"])
 (out / "report.md").write_text(text + "\n")
 print(text)

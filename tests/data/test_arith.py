@@ -148,3 +148,14 @@ def test_bad_arguments_are_usage_errors() -> None:
         next(generate("dev", 1))
     with pytest.raises(UsageError, match="unknown form"):
         next(generate("train", 1, form="latex"))
+
+
+def test_worked_solutions_run_the_problems_own_expression_and_print_the_gold_answer() -> None:
+    from thor_cli.data.arith import generate, worked_solution
+
+    for split in ("train", "hard"):
+        for rec in generate(split, 150, seed=3):
+            msgs = worked_solution(rec)
+            assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
+            assert msgs[2]["content"] == rec["answer"]  # what the cell prints is the exact gold answer
+            assert msgs[3]["content"] == f"The answer is \\boxed{{{rec['answer']}}}."

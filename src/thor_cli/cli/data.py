@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -210,6 +210,9 @@ def synth(
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same problems.")] = 0,
     form: Annotated[str, typer.Option("--form", help="plain ('Compute 4821 * 739.'), word (a short story) or "
                     "mixed (half each).")] = "mixed",
+    solutions: Annotated[bool, typer.Option("--solutions", help="Also give each record a worked tool-integrated "
+                         "solution as an OpenAI chat (messages: one python call, its output, the boxed "
+                         "answer), for a cold start with thor sft.")] = False,
     output: Output = "-",
 ) -> None:
     """Generate problem records: id, question, exact answer (a string), source (arith-SPLIT), task,
@@ -233,9 +236,16 @@ def synth(
     if splits is not None and output != "-":
         raise UsageError("-o writes one split; --splits writes to --out-dir", "drop -o, or use --split")
     t0 = time.monotonic()
+
+    def made(part: str, count: int) -> Iterator[dict[str, Any]]:
+        for rec in gen.generate(part, count, seed, form):
+            if solutions:
+                rec["messages"] = gen.worked_solution(rec)
+            yield rec
+
     if splits is None:
-        config = {"name": name, "split": split, "n": n, "seed": seed, "form": form}
-        written = write_records(gen.generate(split, n, seed, form), output)
+        config = {"name": name, "split": split, "n": n, "seed": seed, "form": form, "solutions": solutions}
+        written = write_records(made(split, n), output)
         if output != "-":
             write_manifest(output, "synth", config)
         log.info("synth %s: %d %s problems in %.1fs", name, written, split, time.monotonic() - t0)
@@ -243,7 +253,7 @@ def synth(
     assert out_dir is not None
     questions: dict[str, str] = {}  # question -> split: the splits are disjoint by construction; checked here
     for part, count in _parse_splits(splits, gen.SPLITS).items():
-        records = list(gen.generate(part, count, seed, form))
+        records = list(made(part, count))
         for rec in records:
             other = questions.setdefault(rec["question"], part)
             if other != part:
@@ -251,6 +261,7 @@ def synth(
                                 "this is a bug in thor; report it")
         path = str(out_dir / f"{part}.jsonl")
         write_records(records, path)
-        write_manifest(path, "synth", {"name": name, "split": part, "n": count, "seed": seed, "form": form})
+        write_manifest(path, "synth", {"name": name, "split": part, "n": count, "seed": seed, "form": form,
+                                       "solutions": solutions})
         log.info("synth %s: %d %s problems -> %s", name, len(records), part, path)
     log.info("synth %s: done in %.1fs", name, time.monotonic() - t0)

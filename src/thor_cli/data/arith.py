@@ -382,3 +382,31 @@ def generate(split: str, n: int, seed: int = 0, form: str = "mixed") -> Iterator
 def _difficulty(e: Expr, split: str) -> str:
     ops = count_ops(e)
     return "hard" if split == "hard" or ops >= 3 else "medium" if ops == 2 else "easy"
+
+
+def worked_solution(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A worked tool-integrated solution of a generated problem as an OpenAI chat (``messages``):
+    the question, one python call that evaluates the problem's own expression, the tool's output
+    (what that code prints, run here: the expression is thor's own, never a model's), and the
+    answer in ``\\boxed{}``. Reference solutions for a cold start (``thor sft`` reads ``messages``),
+    like the worked solutions a dataset ships with.
+
+    >>> msgs = worked_solution({"question": "Compute 12 * 13.", "answer": "156", "meta": {"expression": "12 * 13"}})
+    >>> [m["role"] for m in msgs], msgs[2]["content"], msgs[3]["content"]
+    (['user', 'assistant', 'tool', 'assistant'], '156', 'The answer is \\\\boxed{156}.')
+    """
+    import contextlib
+    import io
+    import json
+    from fractions import Fraction
+
+    expr = rec["meta"]["expression"]
+    code = expr if "print(" in expr else f"print({expr})"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "<arith>", "exec"), {"Fraction": Fraction})  # noqa: S102 -- thor's own generated code
+    call = {"id": "call_0", "type": "function", "function": {"name": "python", "arguments": json.dumps({"code": code})}}
+    return [{"role": "user", "content": rec["question"]},
+            {"role": "assistant", "content": "Let me compute it exactly with Python.\n", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_0", "content": out.getvalue().strip()},
+            {"role": "assistant", "content": f"The answer is \\boxed{{{rec['answer']}}}."}]

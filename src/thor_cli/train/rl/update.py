@@ -95,7 +95,7 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
             if level == "traj" and cfg.nll_alpha > 0 and pos_tokens > 0:
                 nll, _ = positive_nll(logp, batch["adv"], m, global_tokens=pos_tokens)
                 loss = loss + cfg.nll_alpha * nll
-                acc.setdefault("nll", []).append(float(nll))
+                acc.setdefault("nll", []).append(float(nll.detach()))
             if cfg.beta > 0 and ref_model is not None:
                 with torch.no_grad():
                     ref_logits = ref_model(input_ids=batch["ids"], attention_mask=batch["attn"]).logits[:, :-1].float()
@@ -105,7 +105,7 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
                 loss = loss + kl * share
                 acc.setdefault("kl", []).append(kst["kl"])
             (weight * loss).backward()
-            total_loss += float(weight * loss)
+            total_loss += float(weight * loss.detach())
             with torch.no_grad():
                 active = m > 0
                 if bool(active.any()):

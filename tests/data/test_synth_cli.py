@@ -31,7 +31,7 @@ def test_one_split_to_a_file_is_reproducible(tmp_path: Path) -> None:
     assert len(recs) == 50 and {r["source"] for r in recs} == {"arith-test"}
     manifest = json.loads(Path(f"{a}.manifest.json").read_text())
     assert manifest["stage"] == "synth" and manifest["config"] == {"name": "arithmetic", "split": "test", "n": 50,
-                                                                   "seed": 3, "form": "mixed"}
+                                                                   "seed": 3, "form": "mixed", "solutions": False}
     other = jsonl(thor("data", "synth", "arithmetic", "--split", "test", "--n", "50", "--seed", "4").stdout)
     assert [r["question"] for r in other] != [r["question"] for r in recs]
 

@@ -104,8 +104,11 @@ def test_ctrl_c_exits_130_and_keeps_partial_output(tmp_path: Path) -> None:
 
     out = tmp_path / "o.jsonl"
     # stdin stays open, so `thor data convert` blocks waiting for more records after the first
+    # a shell starts commands with SIGINT at its default; a test process may have inherited it
+    # ignored (then so would the child, and Ctrl-C could not reach it): start the child as a shell would
     proc = subprocess.Popen([THOR, "data", "convert", "-", "-o", str(out)], stdin=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdin is not None
     proc.stdin.write(b'{"question": "q", "answer": "1"}\n')
     proc.stdin.flush()

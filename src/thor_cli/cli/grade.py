@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
@@ -90,9 +89,10 @@ def main(
         grader = stack.enter_context(Grader(cfg))
         grade_fn = grader.grade
         if judge is not None:
+            from thor_cli.backends import parse_backend_options
             from thor_cli.judge import CascadeGrader, Judge, JudgeCache
 
-            opts = _backend_options(judge_option or [])
+            opts = parse_backend_options(judge_option or [], flag="--judge-option")
             if judge_backend == "openai":
                 opts.setdefault("base_url", judge_base_url)
                 opts.setdefault("api_key", judge_api_key)
@@ -118,20 +118,6 @@ def main(
     if total:
         log.info("grade: %d/%d correct (%.1f%%)", correct, total, 100.0 * correct / total)
 
-
-def _backend_options(pairs: list[str]) -> dict[str, Any]:
-    from thor_cli.errors import UsageError
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--judge-option {pair!r} is not KEY=VALUE", "e.g. --judge-option dtype=bfloat16")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 main.epilog = examples(  # type: ignore[attr-defined]

@@ -88,5 +88,5 @@ class LLMCritic:
             raise RuntimeError(f"the critic failed: {fields['error']}")
         out = "".join(t["text"] for t in fields["trajectory"]["turns"])
         out = re.sub(r"<\|[a-z_]+\|>\s*$", "", out)  # a chat model's end marker, when decoded as text
-        n_cells = len(self.engine.protocol.split_calls(out)) - sum(1 for t, _ in self.engine.protocol.split_calls(out) if t == "text")
+        n_cells = sum(1 for t, _ in self.engine.protocol.split_calls(out) if t != "text")
         return CriticResult(out, n_cells, out.strip() != step.strip())

@@ -16,7 +16,7 @@ whether the answer was right. Content keys: (problem, run config + gen config, s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from thor_cli.gen.tirgen import Critic, TirgenConfig, tirgen_try
@@ -185,7 +185,7 @@ def run_file(run: RunOptions, opts: GenOptions, critic: CriticSpec, *, inputs: l
         raise UsageError("thor gen makes tool-integrated data: it needs the python tool", "drop --no-tools")
     if not run.keep_ids:
         run = run.replace(keep_ids=True)
-    opts.critic = critic.key() if opts.mode == "tirgen" else {}
+    opts = replace(opts, critic=critic.key() if opts.mode == "tirgen" else {})  # the caller's options stay as given
     key_config = {**run.key_config(), "gen": opts.to_dict()}
     problems = load_problems(benchmarks, inputs, limit)
     sh = parse_shard(shard) if shard else shard_from_env()

@@ -29,12 +29,11 @@ from thor_cli.rollout.state import TrajState
 
 
 class TrajectoryDriver:
-    def __init__(self, engine: Any, st: TrajState, key: str, sample: int, prompt_for: dict[str, Any]) -> None:
+    def __init__(self, engine: Any, st: TrajState, key: str, sample: int) -> None:
         self.engine = engine
         self.st = st
         self.key = key
         self.sample = sample
-        self.prompt_for = prompt_for
 
     @property
     def n_completion(self) -> int:

@@ -149,7 +149,7 @@ class RolloutEngine:
         st = TrajState(self.tok, list(prompt_ids) if prompt_ids is not None else self.prompt_ids(problem),
                        self.cfg.protocol)
         try:
-            yield TrajectoryDriver(self, st, key, sample, problem)
+            yield TrajectoryDriver(self, st, key, sample)
         finally:
             await st.close_sessions()
             self.stats["trajectories"] += 1

@@ -15,6 +15,7 @@ grader's ``grading.extract.extract_answer``, so the engine and the grader never 
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from thor_cli.errors import UsageError
@@ -72,7 +73,9 @@ def result_text(res: ExecResult, max_chars: int) -> str:
 
 
 @dataclass(frozen=True)
-class ToolProtocol:
+class ToolProtocol(ABC):
+    """What every protocol shares; the call syntax (parse, render, split) is each subclass's own."""
+
     name: str
     prompt: str  # user message template with {question}
     cot_prompt: str  # the same without tools (--no-tools)
@@ -80,6 +83,7 @@ class ToolProtocol:
     answer_stops: tuple[str, ...]  # a completion that stops here gave its final answer
     output_template: str  # how a result is spliced back: {result}
     expects_print: bool  # a python cell that prints nothing counts as failed (self-correction)
+    call_pattern: re.Pattern[str]  # a call in another author's text, with any result block after it
     tools: tuple[str, ...] = ("python",)  # the tools the protocol can call
 
     def available_tools(self, *, search: bool) -> tuple[str, ...]:
@@ -111,9 +115,9 @@ class ToolProtocol:
         grader's looser fallbacks ("the answer is X") do not end a trajectory."""
         return extract_answer(text, fallbacks=False)
 
+    @abstractmethod
     def parse_call(self, text: str, stop: str) -> ToolCall:
         """The tool call at the end of ``text`` (a completion that stopped at ``stop``)."""
-        raise NotImplementedError
 
     def split_calls(self, text: str) -> list[tuple[str, str]]:
         """Another author's text cut into ("text", s) and (tool, arg) segments, in order, with any
@@ -121,7 +125,7 @@ class ToolProtocol:
         spliced in by whoever runs the calls."""
         segments: list[tuple[str, str]] = []
         pos = 0
-        for m in self._call_re.finditer(text):
+        for m in self.call_pattern.finditer(text):
             if m.start() > pos:
                 segments.append(("text", text[pos:m.start()]))
             tool, arg = self._call_of(m)
@@ -131,17 +135,14 @@ class ToolProtocol:
             segments.append(("text", text[pos:]))
         return segments
 
-    @property
-    def _call_re(self) -> re.Pattern[str]:
-        raise NotImplementedError
-
+    @abstractmethod
     def _call_of(self, m: re.Match[str]) -> tuple[str, str]:
-        raise NotImplementedError
+        """(tool, argument) of a match of ``call_pattern``."""
 
+    @abstractmethod
     def render_call(self, tool: str, arg: str) -> str:
         """The text of a call to ``tool`` as the model would write it, up to and including the stop
         string (what ``parse_call`` reads back): for splicing cells another author wrote."""
-        raise NotImplementedError
 
 
 # A cell and the result block its author may have written after it (dropped by split_calls).
@@ -163,10 +164,6 @@ class FenceProtocol(ToolProtocol):
         if body.endswith("```"):
             body = body[:-3]
         return ToolCall("python", body.strip("\n"), start)
-
-    @property
-    def _call_re(self) -> re.Pattern[str]:
-        return _FENCE_CALL
 
     def _call_of(self, m: re.Match[str]) -> tuple[str, str]:
         return "python", m.group(1)
@@ -195,10 +192,6 @@ class TagProtocol(ToolProtocol):
             return ToolCall("python", body.strip("\n"), start)
         return ToolCall(tag, body.strip(), start)
 
-    @property
-    def _call_re(self) -> re.Pattern[str]:
-        return _TAG_CALL
-
     def _call_of(self, m: re.Match[str]) -> tuple[str, str]:
         body = re.sub(r"^\s*```(?:python|py)?\s*\n", "", m.group(2))
         body = re.sub(r"\n\s*```\s*$", "", body)
@@ -222,6 +215,7 @@ THOR = FenceProtocol(
     answer_stops=(),
     output_template="\n{result}\n```\n",
     expects_print=True,
+    call_pattern=_FENCE_CALL,
 )
 
 TAPO = TagProtocol(
@@ -238,6 +232,7 @@ TAPO = TagProtocol(
     answer_stops=("</answer>",),
     output_template="\n<response>\n{result}\n</response>\n",
     expects_print=True,
+    call_pattern=_TAG_CALL,
     tools=("python", "search"),
 )
 

@@ -22,6 +22,7 @@ seeds (keys derive from the step), so it reproduces the uninterrupted run's next
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -80,8 +81,6 @@ def _reward_fn(cfg: RLConfig, grader: Any) -> Any:
         return [1.0 if g.correct else 0.0 for g in grades]
 
     async def tapo(records: list[dict[str, Any]]) -> list[float]:
-        import asyncio
-
         from thor_cli.train.rl.rewards import TapoRewardConfig, tapo_rewards
 
         rcfg = TapoRewardConfig(call_penalty=cfg.tool_call_penalty)
@@ -152,8 +151,6 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                     batch = await collect(engine, next_problems, cfg, reward_fn=reward_fn, step_index=step,
                                           concurrency=run.concurrency)
                     t1 = time.monotonic()
-                    import asyncio
-
                     tstats = await asyncio.to_thread(
                         update, model, optimizer, batch.samples, cfg, temperature=run.temperature, top_k=run.top_k,
                         top_p=run.top_p, pad_id=pad_id, ref_model=ref_model, scheduler=scheduler)

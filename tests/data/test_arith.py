@@ -33,6 +33,8 @@ def test_splits_never_share_a_problem_whatever_the_seeds() -> None:
         assert len(qs) == len(set(qs)), f"{split} repeats a question"
         keys[split] = {r["meta"]["expression"] for r in rows}
     assert not keys["train"] & keys["test"] and not keys["train"] & keys["hard"] and not keys["test"] & keys["hard"]
+    # train-hard shares train's expressions, never an evaluation split's
+    assert not keys["train-hard"] & keys["test"] and not keys["train-hard"] & keys["hard"]
     questions = {s: {r["question"] for r in rows} for s, rows in by_split.items()}
     assert not questions["train"] & questions["test"] and not questions["test"] & questions["hard"]
 
@@ -87,6 +89,8 @@ def test_difficulty_of_the_splits() -> None:
     assert {r["meta"]["ops"] for r in easy} == {1, 2}
     assert {r["meta"]["ops"] for r in hard} <= {2, 3, 4} and Counter(r["meta"]["ops"] for r in hard)[4] > 20
     assert all(r["meta"]["difficulty"] == "hard" for r in hard)
+    train_hard = recs("train-hard", 300)  # RL prompts: drawn like hard
+    assert Counter(r["meta"]["ops"] for r in train_hard)[4] > 10 and min(r["meta"]["ops"] for r in train_hard) >= 2
     for r in easy + hard:  # nothing to do in one's head: an operand of 3+ digits, a power, or a 4+ digit answer
         q = r["question"]
         assert max(len(d) for d in re.findall(r"\d+", q)) >= 3 or "^" in q or len(r["answer"]) >= 4, q

@@ -4,7 +4,9 @@ cannot do in its head but can do with a Python tool.
 Problems come in plain form ("Compute 4821 * 739.") and word form ("A warehouse holds 4821
 boxes of 739 screws each. ..."), in three splits: ``train`` and ``test`` (1-2 operations on
 3-6 digit numbers: + - * exact division, floor division, remainder, small powers, percentages,
-terminating decimal quotients) and ``hard`` (2-4 operations chained, bigger numbers).
+terminating decimal quotients) and ``hard`` (2-4 operations chained, bigger numbers); plus
+``train-hard``, problems drawn like ``hard`` but from the training share of expressions (prompts
+for RL, where the model after SFT has headroom; never a problem of ``test`` or ``hard``).
 
 Guarantees:
 
@@ -40,10 +42,16 @@ from thor_cli.data.arith_expr import (
 )
 from thor_cli.errors import ThorError, UsageError
 
-SPLITS = ("train", "test", "hard")
+SPLITS = ("train", "train-hard", "test", "hard")
 FORMS = ("mixed", "plain", "word")
 # Shares of the hash space of expressions (of 20 buckets): train 16, test 2, hard 2.
 _BUCKETS = {"train": range(0, 16), "test": range(16, 18), "hard": range(18, 20)}
+
+
+# The share of expressions a split draws from (train-hard lives in train's share).
+_SHARE = {"train": "train", "train-hard": "train", "test": "test", "hard": "hard"}
+# Which generators a split draws with.
+_HARD_STYLE = {"hard", "train-hard"}
 
 
 def home_split(e: Expr) -> str:
@@ -336,16 +344,16 @@ def plain_question(e: Expr, rng: random.Random) -> str:
 def _draw(split: str, rng: random.Random, form: str) -> tuple[Expr, str, str, str]:
     """(expression, kind, form, question) drawn for ``split``."""
     if form == "word" or (form == "mixed" and rng.random() < 0.5):
-        table = WORD_HARD if split == "hard" else WORD_BASIC
+        table = WORD_HARD if split in _HARD_STYLE else WORD_BASIC
         kind = rng.choice(sorted(table))
         e, question = table[kind](rng)
         return e, kind, "word", question
-    e, kind = _hard(rng) if split == "hard" else _basic(rng)
+    e, kind = _hard(rng) if split in _HARD_STYLE else _basic(rng)
     return e, kind, "plain", plain_question(e, rng)
 
 
 def generate(split: str, n: int, seed: int = 0, form: str = "mixed") -> Iterator[dict[str, Any]]:
-    """``n`` distinct problem records of ``split`` (train, test or hard) for ``seed``."""
+    """``n`` distinct problem records of ``split`` (one of ``SPLITS``) for ``seed``."""
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}", f"choose one of: {', '.join(SPLITS)}")
     if form not in FORMS:
@@ -362,7 +370,7 @@ def generate(split: str, n: int, seed: int = 0, form: str = "mixed") -> Iterator
                             "ask for fewer")
         e, kind, shown, question = _draw(split, rng, form)
         key = canonical(e)
-        if key in seen or home_split(e) != split:
+        if key in seen or home_split(e) != _SHARE[split]:
             continue
         value = evaluate(e)
         seen.add(key)
@@ -381,7 +389,7 @@ def generate(split: str, n: int, seed: int = 0, form: str = "mixed") -> Iterator
 
 def _difficulty(e: Expr, split: str) -> str:
     ops = count_ops(e)
-    return "hard" if split == "hard" or ops >= 3 else "medium" if ops == 2 else "easy"
+    return "hard" if split in _HARD_STYLE or ops >= 3 else "medium" if ops == 2 else "easy"
 
 
 def worked_solution(rec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ advantage math is ``train/rl``'s pure modules, rollouts are the rollout engine's
 file is the loop around them (~200 lines).
 
 Per step: ``collect`` (rollouts of ``problems_per_step`` x ``group_size`` through the engine, on
-the trainer's own weights on CPU: ``HFBackend.from_model``, no copy; rewards; filters; dynamic
+the trainer's own weights on CPU: ``HFBackend.from_model``, no copy, or a bf16 copy of them with
+``generator_dtype``; rewards; filters; dynamic
 sampling; step level) -> ``update`` (one optimizer step) -> metrics line -> checkpoint every
 ``save_steps``. Another backend (vLLM in-process, a server) gets the new weights through
 ``Backend.load_weights`` after each step.
@@ -136,7 +137,14 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
         state["consumed"] += n
         return [next(stream) for _ in range(n)]
 
-    backend = HFBackend.from_model(model, tokenizer) if run.backend == "hf" else None
+    generator = model  # on CPU the trainer's own weights generate, unless a cheaper copy is asked for
+    if run.backend == "hf" and cfg.generator_dtype not in (None, "float32"):
+        import copy
+
+        generator = copy.deepcopy(model).to(getattr(torch, str(cfg.generator_dtype))).eval()
+        for p in generator.parameters():
+            p.requires_grad_(False)
+    backend = HFBackend.from_model(generator, tokenizer) if run.backend == "hf" else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     metrics_path = out / METRICS_FILE
     t_run = time.monotonic()
@@ -154,7 +162,7 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                     tstats = await asyncio.to_thread(
                         update, model, optimizer, batch.samples, cfg, temperature=run.temperature, top_k=run.top_k,
                         top_p=run.top_p, pad_id=pad_id, ref_model=ref_model, scheduler=scheduler)
-                    if backend is None:  # another generator: give it the new weights
+                    if generator is not model or backend is None:  # another generator: give it the new weights
                         await session.backend.load_weights(model)
                     t2 = time.monotonic()
                     state["counters"]["trajectories"] += len(batch.records)

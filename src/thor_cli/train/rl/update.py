@@ -52,6 +52,19 @@ def _pad(samples: Sequence[RLSample], adv: Sequence[float], pad_id: int, device:
             "rollout": rollout.to(device), "adv": advs.to(device)}
 
 
+def _completion_logits(model: Any, ids: torch.Tensor, attn: torch.Tensor, start: int) -> torch.Tensor:
+    """Logits at positions ``start .. L-2`` (those that predict the targets ``start+1 .. L-1``).
+
+    The prompt's positions predict nothing the loss uses, so the LM head (a third of a small
+    model's FLOPs with a 49k vocabulary) runs only on the rest: ``logits_to_keep`` where the model
+    takes it, else a slice of the full logits (the same numbers either way)."""
+    keep = ids.shape[1] - start
+    logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=keep).logits
+    if logits.shape[1] != keep:  # a model that ignored the argument
+        logits = logits[:, start:]
+    return logits[:, :-1].float()
+
+
 def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *, temperature: float,
            top_k: int, top_p: float, pad_id: int, ref_model: Any = None, scheduler: Any = None) -> dict[str, float]:
     """Backward over ``samples`` and one optimizer step; returns the step's training stats."""
@@ -61,6 +74,7 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
     adv_all = group_advantages([s.reward for s in samples], [s.group for s in samples], scale=cfg.adv_scale,  # type: ignore[arg-type]
                                baseline=cfg.adv_baseline).tolist()  # type: ignore[arg-type]
     device = next(model.parameters()).device
+    amp = getattr(torch, cfg.autocast_dtype) if cfg.autocast_dtype else None
     model.train()
     optimizer.zero_grad(set_to_none=True)
     acc: dict[str, list[float]] = {}
@@ -75,8 +89,14 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
         for start in range(0, len(idx), cfg.micro_batch):
             part = idx[start:start + cfg.micro_batch]
             batch = _pad([samples[i] for i in part], [adv_all[i] for i in part], pad_id, device)
-            logits = model(input_ids=batch["ids"], attention_mask=batch["attn"]).logits[:, :-1].float()
-            logp = token_logprobs(logits, batch["ids"][:, 1:], t_temp, top_k, top_p)
+            # targets before the shortest prompt's end are never in the loss: cut them from every tensor
+            start = max(min(len(samples[i].prompt_ids) for i in part) - 1, 0)
+            for k in ("mask", "rollout", "adv"):
+                batch[k] = batch[k][:, start:]
+            targets = batch["ids"][:, start + 1:]
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                logits = _completion_logits(model, batch["ids"], batch["attn"], start)
+            logp = token_logprobs(logits, targets, t_temp, top_k, top_p)
             old = logp.detach()
             m = batch["mask"]
             is_w = None
@@ -98,8 +118,9 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
                 acc.setdefault("nll", []).append(float(nll.detach()))
             if cfg.beta > 0 and ref_model is not None:
                 with torch.no_grad():
-                    ref_logits = ref_model(input_ids=batch["ids"], attention_mask=batch["attn"]).logits[:, :-1].float()
-                    ref_lp = token_logprobs(ref_logits, batch["ids"][:, 1:], t_temp, top_k, top_p)
+                    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                        ref_logits = _completion_logits(ref_model, batch["ids"], batch["attn"], start)
+                    ref_lp = token_logprobs(ref_logits, targets, t_temp, top_k, top_p)
                 kl, kst = kl_penalty(logp, ref_lp, m, beta=cfg.beta, estimator=cfg.kl_estimator,  # type: ignore[arg-type]
                                      agg=cfg.loss_agg, global_tokens=level_tokens if token_mean else None)  # type: ignore[arg-type]
                 loss = loss + kl * share

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from thor_cli.cli.options import Limit, examples
+from thor_cli.cli.options import examples
 
 Inputs = Annotated[
     list[str] | None,
@@ -14,6 +14,8 @@ Inputs = Annotated[
                    "of trajectory files, metrics.jsonl files (or their run folders), eval summary and "
                    "filter summary JSONs, recognised by their content.", show_default=False),
 ]
+Limit = Annotated[int | None, typer.Option("--limit", help="Read at most N input records (with --html: put at most "
+                                          "N trajectories in the browser).", show_default=False)]
 
 
 def main(
@@ -84,7 +86,7 @@ def _html(output: str, inputs: list[str], filters: Any, limit: int | None, title
     t0 = time.monotonic()
     rep = build_report(inputs, output, filters=filters, limit=limit, title=title)
     size = os.path.getsize(output)
-    log.info("show: wrote %s (%.1f MB) in %.1fs: %d runs, %d metrics files, %d funnels, %d trajectories%s",
+    log.info("show: wrote %s (%.1f MB) in %.1fs: runs %d, metrics files %d, funnels %d, trajectories %d%s",
              output, size / 1e6, time.monotonic() - t0, len(rep.runs), len(rep.metrics), len(rep.funnels),
              len(rep.rows), f" of {rep.matched} matched (--limit)" if rep.matched > len(rep.rows) else "")
 
@@ -98,4 +100,6 @@ main.epilog = examples(  # type: ignore[attr-defined]
     "thor show --html runs/demo/report.html base=runs/demo/eval-base-tools.jsonl "
     "sft=runs/demo/eval-sft-tools.jsonl rl=runs/demo/eval-rl-tools.jsonl runs/demo/gen.jsonl "
     "runs/demo/rl/metrics.jsonl runs/demo/sft/metrics.jsonl runs/demo/filter.summary.json",
+    "thor show --html report.html runs/demo/eval-*.jsonl runs/demo/eval-*.summary.json runs/demo/rl "
+    "--wrong --limit 2000   # a summary JSON joins the records of the same name",
 )

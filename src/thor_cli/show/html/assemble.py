@@ -129,10 +129,9 @@ def assemble(inputs: list[Input], filters: Filters | None = None, limit: int | N
                     if limit is None or len(rep.rows) < limit:
                         rep.rows.append(row_of(d, inp.label))
             r.records += len(slims)
-            if r.summary_from in ("", "records"):  # a summary file given for the label wins
-                r.summary, r.summary_from = summarize(slims), "records"
+            r.summary, r.summary_from = summarize(slims), "records"
             r.stats = compute_stats(views)
-    for inp in inputs:  # after the records: an eval summary file names the run's numbers
+    for inp in inputs:  # after the records: an eval summary file with the run's label gives its numbers
         if inp.kind == "eval_summary":
             r = run(inp.label)
             r.summary, r.summary_from = _check_summary(inp), inp.path

@@ -97,9 +97,7 @@ def classify(path: str) -> tuple[Kind, dict[str, Any] | None, str]:
         raise InputError("cannot tell what this file is (no trajectory, grade, question, step, "
                          "benchmarks or funnel field)", path=path, line=None if whole else 1,
                          hint=f"pass {KINDS_HELP}")
-    if kind in ("funnel", "eval_summary"):
-        if not whole:
-            obj = orjson.loads(p.read_bytes()) if p.stat().st_size > len(first) + 1 else obj
+    if kind in ("funnel", "eval_summary"):  # indented, or written on one line: obj is the whole summary
         return kind, obj, path
     if whole:
         raise InputError(f"a JSON document that looks like {kind} records", path=path,

@@ -63,7 +63,7 @@
       var v = el("td"); v.appendChild(verdict(r.c)); tr.appendChild(v);
       [r.p, r.g, r.t, r.x, r.f ? "yes" : "", r.n].forEach(function (x) { tr.appendChild(el("td", null, x)); });
       if (r === selected) tr.className = "selected";
-      tr.addEventListener("click", function () { open(r); });
+      tr.addEventListener("click", function () { openRow(r); });
       body.appendChild(tr);
     });
     $("page").textContent = "page " + (state.page + 1) + " of " + pages;
@@ -96,7 +96,7 @@
     return box;
   }
 
-  function open(r) {
+  function openRow(r) {
     selected = r;
     var d = $("detail");
     d.hidden = false;

@@ -22,10 +22,24 @@ def _spec(data: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
     return {"$schema": SCHEMA, "data": {"values": data}, **spec}
 
 
-def _run_color(rep: Report) -> dict[str, Any]:
-    """One colour per run label across every chart (an eval run ``rl`` and the metrics of ``rl`` too)."""
-    domain = list(dict.fromkeys([r.label for r in rep.runs] + list(rep.metrics)))
-    return {"field": "run", "type": "nominal", "title": "run", "scale": {"domain": domain}}
+# vega's tableau10, given explicitly so that a label keeps its colour in charts that show only some runs
+PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+           "#bab0ac"]
+
+
+def _run_color(rep: Report, data: list[dict[str, Any]]) -> dict[str, Any]:
+    """One colour per run label across every chart (an eval run ``rl`` and the metrics of ``rl`` too);
+    the legend lists the labels this chart has."""
+    labels = list(dict.fromkeys([r.label for r in rep.runs] + list(rep.metrics)))
+    present = {d["run"] for d in data}
+    domain = [x for x in labels if x in present]
+    return {"field": "run", "type": "nominal", "title": "run",
+            "scale": {"domain": domain, "range": [PALETTE[labels.index(x) % len(PALETTE)] for x in domain]}}
+
+
+def _bar_px(rep: Report) -> int:
+    """Pixels per bar when runs stand side by side: many runs still fit on the screen."""
+    return max(6, min(14, 90 // max(1, len(rep.runs))))
 
 
 def accuracy(rep: Report) -> dict[str, Any] | None:
@@ -35,14 +49,16 @@ def accuracy(rep: Report) -> dict[str, Any] | None:
             for name, key in ACCURACY if m.get(key) is not None]
     if not data:
         return None
-    return _spec(data, mark={"type": "bar", "tooltip": True}, width={"step": 14}, height=180,
-                 encoding={"column": {"field": "metric", "type": "nominal", "title": None,
-                                      "sort": [n for n, _ in ACCURACY]},
-                           "x": {"field": "benchmark", "type": "nominal", "title": None},
-                           "xOffset": {"field": "run", "type": "nominal"},
-                           "y": {"field": "value", "type": "quantitative", "title": "accuracy",
-                                 "axis": {"format": ".0%"}, "scale": {"domain": [0, 1]}},
-                           "color": _run_color(rep)})
+    bar = _bar_px(rep)
+    wide = len(rep.runs) * len({d["benchmark"] for d in data}) * bar > 250
+    return _spec(data, facet={"field": "metric", "type": "nominal", "title": None, "sort": [n for n, _ in ACCURACY]},
+                 columns=2 if wide else 4,
+                 spec={"width": {"step": bar}, "height": 180, "mark": {"type": "bar", "tooltip": True},
+                       "encoding": {"x": {"field": "benchmark", "type": "nominal", "title": None},
+                                    "xOffset": {"field": "run", "type": "nominal"},
+                                    "y": {"field": "value", "type": "quantitative", "title": "accuracy",
+                                          "axis": {"format": ".0%"}, "scale": {"domain": [0, 1]}},
+                                    "color": _run_color(rep, data)}})
 
 
 def training(rep: Report) -> dict[str, Any] | None:
@@ -59,7 +75,7 @@ def training(rep: Report) -> dict[str, Any] | None:
                        "encoding": {"x": {"field": "step", "type": "quantitative"},
                                     "y": {"field": "value", "type": "quantitative", "title": None,
                                           "scale": {"zero": False}},
-                                    "color": _run_color(rep)}})
+                                    "color": _run_color(rep, data)}})
 
 
 def tool_calls(rep: Report) -> dict[str, Any] | None:
@@ -71,12 +87,12 @@ def tool_calls(rep: Report) -> dict[str, Any] | None:
         data += [{"run": r.label, "calls": int(c), "share": n / total, "trajectories": n} for c, n in hist.items()]
     if not data:
         return None
-    return _spec(data, mark={"type": "bar", "tooltip": True},
+    return _spec(data, mark={"type": "bar", "tooltip": True}, width={"step": _bar_px(rep)}, height=200,
                  encoding={"x": {"field": "calls", "type": "ordinal", "title": "tool calls per trajectory"},
                            "xOffset": {"field": "run", "type": "nominal"},
                            "y": {"field": "share", "type": "quantitative", "title": "trajectories",
                                  "axis": {"format": ".0%"}},
-                           "color": _run_color(rep)})
+                           "color": _run_color(rep, data)})
 
 
 def cell_errors(rep: Report) -> dict[str, Any] | None:
@@ -85,11 +101,11 @@ def cell_errors(rep: Report) -> dict[str, Any] | None:
             for r in rep.runs for e, n in ((r.stats or {}).get("cell_errors") or {}).items()]
     if not data:
         return None
-    return _spec(data, mark={"type": "bar", "tooltip": True},
+    return _spec(data, mark={"type": "bar", "tooltip": True}, height={"step": _bar_px(rep)}, width=400,
                  encoding={"y": {"field": "error", "type": "nominal", "title": None, "sort": "-x"},
                            "yOffset": {"field": "run", "type": "nominal"},
                            "x": {"field": "cells", "type": "quantitative", "title": "failed cells"},
-                           "color": _run_color(rep)})
+                           "color": _run_color(rep, data)})
 
 
 def lengths(rep: Report, bins: int = 30) -> dict[str, Any] | None:
@@ -107,7 +123,7 @@ def lengths(rep: Report, bins: int = 30) -> dict[str, Any] | None:
                  encoding={"x": {"field": "tokens", "type": "quantitative", "title": "completion tokens"},
                            "y": {"field": "share", "type": "quantitative", "title": "trajectories",
                                  "axis": {"format": ".0%"}},
-                           "color": _run_color(rep)})
+                           "color": _run_color(rep, data)})
 
 
 def funnel(summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -118,7 +134,7 @@ def funnel(summary: dict[str, Any]) -> dict[str, Any] | None:
     data = [{"filter": "read", "left": summary.get("read", rows[0].get("in", 0)), "removed": 0, "i": 0}]
     data += [{"filter": r["filter"], "left": r.get("out", 0), "removed": r.get("removed", 0), "i": i + 1}
              for i, r in enumerate(rows)]
-    return _spec(data, mark={"type": "bar", "tooltip": True},
+    return _spec(data, mark={"type": "bar", "tooltip": True}, height=200,
                  encoding={"x": {"field": "filter", "type": "nominal", "sort": {"field": "i"}, "title": None},
                            "y": {"field": "left", "type": "quantitative", "title": "records left"}})
 

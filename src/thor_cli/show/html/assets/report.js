@@ -100,6 +100,7 @@
     selected = r;
     var d = $("detail");
     d.hidden = false;
+    $("browse").className = "open";
     d.textContent = "";
     d.appendChild(el("h3", null, r.id + (r.s !== null && r.s !== undefined ? "  sample " + r.s : "") + "  (" + r.run + ")"));
     if (r.q) d.appendChild(el("div", "question", r.q));
@@ -137,6 +138,7 @@
       (r.m ? "  [" + r.m + "]" : "") + "  · " + r.t + " tool calls, " + r.x + " corrections, stop: " + r.stop));
     d.appendChild(v);
     renderPage();
+    d.scrollTop = 0;
     d.scrollIntoView({ block: "nearest" });
   }
 

@@ -1,5 +1,5 @@
 """The main job's pipeline at a tiny size: each stage through the real thor command, each consuming
-what the one before produced (data synth -> gen -> gen filter -> sft -> rl -> eval).
+what the one before produced (data synth -> gen -> gen filter -> sft -> rl -> eval -> show --html).
 
 The actor is the scripted backend (the tiny random model writes no arithmetic to rewrite) on the
 tiny model's tokenizer; SFT, RL and eval train and run the tiny model itself.
@@ -30,9 +30,10 @@ def lines(path: Path) -> list[dict]:
 @pytest.mark.slow
 def test_the_main_job_pipeline_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None:
     d = tmp_path
-    thor("data", "synth", "arithmetic", "--splits", "train=6,test=3,hard=3", "--seed", "0", "--out-dir", str(d / "data"))
+    thor("data", "synth", "arithmetic", "--splits", "train=6,train-hard=4,test=3,hard=3", "--seed", "0", "--out-dir", str(d / "data"))
     train = lines(d / "data" / "train.jsonl")
     assert len(train) == 6 and len(lines(d / "data" / "hard.jsonl")) == 3
+    assert {r["meta"]["difficulty"] for r in lines(d / "data" / "train-hard.jsonl")} == {"hard"}
 
     script = d / "actor.json"
     script.write_text(json.dumps(["We compute 12 * 13 = 150.\nThe final answer is 156."]))
@@ -54,7 +55,7 @@ def test_the_main_job_pipeline_end_to_end(tiny_model_dir: Path, tmp_path: Path) 
          str(d / "sft_data.jsonl"))
     assert (d / "sft" / "config.json").is_file() and (d / "sft" / "metrics.jsonl").is_file()
 
-    thor("rl", "--model", str(d / "sft"), "--output", str(d / "rl"), str(d / "data" / "train.jsonl"), "steps=1",
+    thor("rl", "--model", str(d / "sft"), "--output", str(d / "rl"), str(d / "data" / "train-hard.jsonl"), "steps=1",
          "problems_per_step=2", "group_size=2", "max_tokens=24", "workers=1", "max_gen_batches=1")
     assert (d / "rl" / "config.json").is_file() and len(lines(d / "rl" / "metrics.jsonl")) == 1
 
@@ -63,3 +64,8 @@ def test_the_main_job_pipeline_end_to_end(tiny_model_dir: Path, tmp_path: Path) 
          "--summary", str(d / "summary.json"))
     summary = json.loads((d / "summary.json").read_text())
     assert set(summary["benchmarks"]) == {"arith-test", "arith-hard"} and len(lines(d / "eval.jsonl")) == 6
+
+    thor("show", "--html", str(d / "report.html"), f"rl={d / 'eval.jsonl'}", str(d / "summary.json"),
+         str(d / "gen.jsonl"), str(d / "funnel.json"), str(d / "sft"), str(d / "rl"))
+    page = (d / "report.html").read_text()
+    assert "arith-hard" in page and "vega" in page.lower() and len(page) > 100_000  # assets inlined

@@ -78,3 +78,32 @@ def test_thor_rl_cli_on_the_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> 
     bad = subprocess.run([THOR, "rl", "--model", str(tiny_model_dir), "--output", str(tmp_path / "x"), str(data),
                           "group_sise=2"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "group_size" in bad.stderr  # a typo names the nearest key
+
+
+@pytest.mark.slow
+def test_a_bf16_generator_copy_follows_the_trainer(tiny_model_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """generator_dtype=bfloat16: a bf16 copy generates and gets the new weights after each update, so
+    the generator's log-probs stay close to the trainer's (importance ratios near 1) while the policy
+    moves fast; with the refresh switched off the same run drifts apart (the test can fail)."""
+    from thor_cli.backends.hf import HFBackend
+
+    def run(out: Path) -> list[dict[str, Any]]:
+        rcfg = RunOptions(model=str(tiny_model_dir), temperature=1.0, max_tokens=24, self_correct=False,
+                          workers=1, concurrency=16)
+        cfg = RLConfig(steps=4, problems_per_step=2, group_size=8, learning_rate=3e-2, dynamic_sampling=False,
+                       filter_failed_cells=False, filter_require_boxed=False, min_survivors=1, step_level=False,
+                       save_steps=0, micro_batch=16, nll_alpha=0.0, generator_dtype="bfloat16",
+                       autocast_dtype="bfloat16", is_cap=1e9)
+        ckpt = rundir.prepare(out, resume=False)
+        asyncio.run(train_rl(PROBLEMS, rcfg, cfg, out, model_path=str(tiny_model_dir), ckpt=ckpt, reward_fn=_e_rate))
+        return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    def drift(rows: list[dict[str, Any]]) -> float:
+        return max(r["is_ratio_max"] for r in rows[1:])
+
+    synced = run(tmp_path / "synced")
+    assert synced[0]["is_ratio_max"] != 1.0  # bf16 against fp32: the generator really is another model
+    monkeypatch.setattr(HFBackend, "load_weights", lambda self, source, strict=True: asyncio.sleep(0))
+    stale = run(tmp_path / "stale")
+    assert drift(synced) < 2.0 < drift(stale), (drift(synced), drift(stale))

@@ -33,7 +33,7 @@ class RLConfig:
     # bfloat16 = a bf16 copy generates, refreshed after each update (2-3x faster on CPUs with
     # avx512_bf16 or AMX; the importance-sampling correction covers the difference)
     generator_dtype: str | None = None
-    autocast_dtype: str | None = None  # the update's forward under torch.autocast (bfloat16), else fp32
+    autocast_dtype: str | None = None  # the update's forward under torch.autocast (bfloat16); null/float32: fp32
     # reward
     reward: str = "correct"  # correct: 1/0 by the grader | tapo: -1 format violation, else a task score in [0, 1]
     tool_call_penalty: float = 0.0  # tapo: per executed call
@@ -84,8 +84,8 @@ class RLConfig:
             (self.step_samples >= 2 or not self.step_level, "step_samples must be >= 2"),
             (self.max_gen_batches >= 1, "max_gen_batches must be >= 1"),
             (self.generator_dtype in (None, "float32", "bfloat16", "float16")
-             and self.autocast_dtype in (None, "bfloat16", "float16"),
-             "generator_dtype is null|float32|bfloat16|float16, autocast_dtype null|bfloat16|float16"),
+             and self.autocast_dtype in (None, "float32", "bfloat16", "float16"),
+             "generator_dtype and autocast_dtype are null|float32|bfloat16|float16"),
         ]
         for ok, msg in checks:
             if not ok:

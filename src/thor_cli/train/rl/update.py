@@ -74,7 +74,7 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
     adv_all = group_advantages([s.reward for s in samples], [s.group for s in samples], scale=cfg.adv_scale,  # type: ignore[arg-type]
                                baseline=cfg.adv_baseline).tolist()  # type: ignore[arg-type]
     device = next(model.parameters()).device
-    amp = getattr(torch, cfg.autocast_dtype) if cfg.autocast_dtype else None
+    amp = getattr(torch, str(cfg.autocast_dtype)) if cfg.autocast_dtype not in (None, "float32") else None
     model.train()
     optimizer.zero_grad(set_to_none=True)
     acc: dict[str, list[float]] = {}

@@ -18,7 +18,9 @@ if [ "${1:-}" = stop ]; then
   for name in slurmd slurmctld munged; do
     pidf="$RUN/$name.pid"; [ "$name" = munged ] && pidf=/run/munge/munged.pid
     if [ -s "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
-      kill "$(cat "$pidf")" && say "stopped $name"
+      pid=$(cat "$pidf"); kill "$pid"
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done   # gone within 10 s
+      say "stopped $name"
     fi
   done
   exit 0
@@ -44,7 +46,7 @@ mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm "$RUN"
 WANT=$(cat <<EOF
 # written by thor's shell/setup-slurm.sh: one node, this machine
 ClusterName=thor
-SlurmctldHost=$HOST
+SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
 AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
@@ -63,7 +65,7 @@ SlurmdLogFile=/var/log/slurm/slurmd.log
 KillWait=5
 MinJobAge=60
 DefMemPerCPU=$(( MEM_MB / CPUS ))
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 )

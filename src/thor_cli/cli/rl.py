@@ -41,7 +41,7 @@ def main(
     output: Annotated[str | None, typer.Option("--output", "-o", help="The run folder: checkpoints, "
                                                "metrics.jsonl, the final model.", show_default=False)] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="thor | thor-reasoning | tapo | cpu "
-                                               "(presets/rl-*.yaml); key=value and --config win over it.",
+                                               "(presets/rl-*.yaml); over --config, under key=value.",
                                                show_default=False)] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="key=value (repeatable); also accepted "
                                                         "as plain arguments after the data files.",

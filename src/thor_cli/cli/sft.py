@@ -106,7 +106,7 @@ def main(
     }
     recipe = load_config_file(config, sft_setting_names(), command="thor sft") if config else None
     values = layered(sft_defaults(), recipe,
-                     load_preset("sft", preset) if preset else None,
+                     load_preset("sft", preset, sft_setting_names()) if preset else None,
                      {k: v for k, v in given.items() if v is not None}, parse_overrides(overrides))
     run_sft(model=model, output=output, inputs=data, values=values, resume=resume, fail_on_error=fail_on_error,
             limit=limit)

@@ -33,6 +33,7 @@ from thor_cli.cli.rollout_opts import (
     MaxToolCalls,
     NoTools,
     ProtocolName,
+    SandboxUrl,
     SearchCorpus,
     SearchUrl,
     SelfCorrect,
@@ -82,6 +83,7 @@ def main(
     timeout: CellTimeout = D.timeout,
     memory: CellMemory = D.memory,
     workers: Workers = D.workers,
+    sandbox_url: SandboxUrl = D.sandbox_url,
     base_url: BaseUrl = D.base_url,
     api_key: ApiKey = D.api_key,
     search_corpus: SearchCorpus = D.search_corpus,
@@ -135,7 +137,7 @@ def main(
             max_corrections=max_corrections, backoff_tokens=backoff_tokens, max_output_chars=max_output_chars,
             system_prompt=system_prompt, no_tools=no_tools, concurrency=concurrency,
             keep_ids=True,  # the engine's ids give the token counts; dropped after unless --keep-ids
-            timeout=timeout, memory=memory, workers=workers, base_url=base_url, api_key=api_key,
+            timeout=timeout, memory=memory, workers=workers, sandbox_url=sandbox_url, base_url=base_url, api_key=api_key,
             search_corpus=search_corpus, search_url=search_url, seed=seed, **values)
     opts = EvalOptions(samples=k if run is not None else 1, concurrency=concurrency, grade=gcfg, model=model or "",
                        keep_ids=keep_ids)

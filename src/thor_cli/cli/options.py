@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -11,10 +12,26 @@ from typer.core import TyperGroup
 from thor_cli.config import load_config_file
 
 
-def _config_callback(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
-    if value is not None:
-        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(value)}
-    return value
+def config_keys(ctx: typer.Context, extra: Callable[[], Iterable[str]] | None = None) -> set[str]:
+    """What a ``--config`` file may set for the command of ``ctx``: its options (and ``extra()``)."""
+    names = {p.name for p in ctx.command.params if p.name and p.name != "config"}
+    return names | set(extra() if extra else ())
+
+
+def config_callback(extra: Callable[[], Iterable[str]] | None = None) -> Callable[..., Path | None]:
+    """The ``--config FILE`` callback: the file's values become the command's option defaults (flags
+    on the line win); a key that is neither an option nor in ``extra()`` is a usage error."""
+
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+        if value is not None:
+            values = load_config_file(value, config_keys(ctx, extra), command=ctx.command_path)
+            ctx.default_map = {**(ctx.default_map or {}), **values}
+        return value
+
+    return callback
+
+
+CONFIG_HELP = "YAML/JSON/TOML file of option values (a recipe); flags on the line win; an unknown key is an error."
 
 
 Inputs = Annotated[
@@ -36,8 +53,7 @@ ShardOpt = Annotated[
 Limit = Annotated[int | None, typer.Option("--limit", help="Read at most N input records.", show_default=False)]
 Config = Annotated[
     Path | None,
-    typer.Option("--config", help="YAML/JSON/TOML file of option defaults; flags on the line win.",
-                 is_eager=True, callback=_config_callback, show_default=False),
+    typer.Option("--config", help=CONFIG_HELP, is_eager=True, callback=config_callback(), show_default=False),
 ]
 FailOnError = Annotated[
     bool, typer.Option("--fail-on-error", help="Exit 1 if any record failed (failures are always recorded in 'error').")

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from thor_cli.cli.options import Config, Inputs, Limit, examples
+from thor_cli.cli.options import CONFIG_HELP, Inputs, Limit, config_callback, examples
+
+
+def rl_setting_names() -> set[str]:
+    """The keys an rl recipe may set besides the command's options: RLConfig's fields and the
+    rollout's (RunOptions)."""
+    import dataclasses
+
+    from thor_cli.stages import RunOptions
+    from thor_cli.train.rl.config import RLConfig
+
+    return {f.name for f in dataclasses.fields(RLConfig)} | set(RunOptions.names())
+
+
+RLConfigFile = Annotated[Path | None, typer.Option("--config", help=CONFIG_HELP, is_eager=True,
+                                                   callback=config_callback(rl_setting_names), show_default=False)]
 
 RL_EPILOG = examples(
     "thor rl --model runs/sft --output runs/rl --preset cpu train.jsonl",
@@ -25,7 +41,7 @@ def main(
     output: Annotated[str | None, typer.Option("--output", "-o", help="The run folder: checkpoints, "
                                                "metrics.jsonl, the final model.", show_default=False)] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="thor | thor-reasoning | tapo | cpu "
-                                               "(presets/rl-*.yaml); key=value and --config win over it.",
+                                               "(presets/rl-*.yaml); over --config, under key=value.",
                                                show_default=False)] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="key=value (repeatable); also accepted "
                                                         "as plain arguments after the data files.",
@@ -33,7 +49,7 @@ def main(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last complete checkpoint in the "
                                          "output folder.")] = False,
     limit: Limit = None,
-    config: Config = None,
+    config: RLConfigFile = None,
 ) -> None:
     """Train a policy with RL: rollouts with tools through the rollout engine, graded rewards.
 
@@ -47,10 +63,10 @@ def main(
     """
     from thor_cli.train.rl.run import run_cli
 
-    values = dict(ctx.default_map or {})  # --config
+    # --config: the settings that are not options of this command (those reach it through click)
+    values = {k: v for k, v in (ctx.default_map or {}).items() if k not in ctx.params}
     files = [x for x in (inputs or []) if "=" not in x]
     kv = [x for x in (inputs or []) if "=" in x] + list(overrides or [])
-    values.pop("config", None)
     run_cli(model=model, output=output, data=files, preset=preset, config_values=values, overrides=kv,
             resume=resume, limit=limit)
 

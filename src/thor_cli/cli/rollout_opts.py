@@ -58,6 +58,9 @@ SearchCorpus = Annotated[str | None, typer.Option("--search-corpus", help="searc
                                                   "({\"id\", \"contents\"}) indexed with BM25.", show_default=False)]
 SearchUrl = Annotated[str | None, typer.Option("--search-url", help="search tool: a Search-R1-style retriever "
                                                "(POST /retrieve).", show_default=False)]
+SandboxUrl = Annotated[str | None, typer.Option("--sandbox-url", help="Run cells on a thor exec serve server "
+                                                "(http://HOST:PORT or unix:/path) instead of a local pool.",
+                                                show_default=False)]
 BackendOption = Annotated[list[str] | None, typer.Option("--backend-option", help="An engine option of the backend, "
                                                         "KEY=VALUE (repeatable; JSON values): e.g. dtype=float32, "
                                                         "enforce_eager=true (vllm), max_batch=16 (hf).",

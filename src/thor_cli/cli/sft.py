@@ -94,7 +94,7 @@ def main(
     from thor_cli.config import load_config_file
     from thor_cli.presets import load_preset
     from thor_cli.train.plumbing.settings import layered, parse_overrides
-    from thor_cli.train.sft.trainer import run_sft, sft_defaults
+    from thor_cli.train.sft.trainer import run_sft, sft_defaults, sft_setting_names
 
     data, overrides = _split(items or [])
     given: dict[str, Any] = {
@@ -104,8 +104,9 @@ def main(
         "seed": seed, "report_to": report_to, "truncate": truncate, "include_unfinished": include_unfinished,
         "include_errors": include_errors, "correct_only": correct_only, "retokenize": retokenize, "system_prompt": system_prompt,
     }
-    values = layered(sft_defaults(), load_config_file(config) if config else None,
-                     load_preset("sft", preset) if preset else None,
+    recipe = load_config_file(config, sft_setting_names(), command="thor sft") if config else None
+    values = layered(sft_defaults(), recipe,
+                     load_preset("sft", preset, sft_setting_names()) if preset else None,
                      {k: v for k, v in given.items() if v is not None}, parse_overrides(overrides))
     run_sft(model=model, output=output, inputs=data, values=values, resume=resume, fail_on_error=fail_on_error,
             limit=limit)

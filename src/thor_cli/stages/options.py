@@ -48,6 +48,7 @@ class RunOptions:
     timeout: float = 10.0
     memory: int = 1024
     workers: int | None = None
+    sandbox_url: str | None = None  # a thor exec serve server (another node) instead of a local pool
     search_corpus: str | None = None
     search_url: str | None = None
     # the openai backend's server

@@ -37,7 +37,8 @@ class RunSession:
             if "python" in self.cfg.tools:
                 from thor_cli.sandbox import SandboxPool
 
-                self.pool = await SandboxPool(self.opts.sandbox_config()).start()
+                url = self.opts.sandbox_url
+                self.pool = await (SandboxPool.connect(url) if url else SandboxPool(self.opts.sandbox_config())).start()
             if self.backend is None:
                 self.backend = self._load_backend()
             if self.cfg.tools:

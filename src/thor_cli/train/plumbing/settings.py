@@ -131,13 +131,18 @@ def precision(dtype: str) -> dict[str, Any]:
     return {"bf16": bf16, "fp16": False, "use_cpu": not cuda}
 
 
+def setting_names(cls: type, own_keys: set[str]) -> set[str]:
+    """Every key a stage takes: the fields of its config class ``cls``, its own keys and thor's."""
+    return set(_field_types(cls)) | own_keys | set(COMMON_DEFAULTS)
+
+
 def build_args(cls: type, values: dict[str, Any], *, own_keys: set[str],
                fixed: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """(``cls(**fields)``, the rest, all values typed): ``values`` split into fields of ``cls`` and
     thor's own keys (``own_keys`` plus COMMON_DEFAULTS); ``fixed`` are fields the stage sets itself
     (output_dir, ...). Unknown keys raise a UsageError naming the nearest known ones."""
     types_ = _field_types(cls)
-    known = set(types_) | own_keys | set(COMMON_DEFAULTS)
+    known = setting_names(cls, own_keys)
     unknown = sorted(k for k in values if k not in known)
     if unknown:
         near = {k: difflib.get_close_matches(k, sorted(known), n=3) for k in unknown}

@@ -64,6 +64,15 @@ def sft_defaults() -> dict[str, Any]:
     return {**SFT_DEFAULTS, **COMMON_DEFAULTS}
 
 
+def sft_setting_names() -> set[str]:
+    """Every key thor sft takes in --config, a preset or key=value (SFTConfig's fields and thor's)."""
+    from trl import SFTConfig
+
+    from thor_cli.train.plumbing.settings import setting_names
+
+    return setting_names(SFTConfig, DATA_KEYS)
+
+
 def _trainer_class() -> type:
     from trl import SFTTrainer
 

@@ -227,7 +227,9 @@ def test_two_processes_through_accelerate_launch(tiny_model_dir: Path, traj_file
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3] / "src"), "OMP_NUM_THREADS": "1"}
     run = tmp_path / "ddp"
     accelerate = str(Path(sys.executable).with_name("accelerate"))
-    res = subprocess.run([accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    # --multi_gpu is accelerate's torchrun launcher, which starts both ranks on a CPU-only machine too
+    # (--cpu alone starts one process and expects mpirun to start the others)
+    res = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "thor_cli", "sft", "-m",
                           str(tiny_model_dir), "-o", str(run), str(traj_file), "--max-steps", "3",
                           "per_device_train_batch_size=2", "global_batch_size=4", "learning_rate=1e-3"],
@@ -242,5 +244,7 @@ def test_two_processes_through_accelerate_launch(tiny_model_dir: Path, traj_file
                          text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert rows[0]["num_tokens"] == metrics(single)[0]["num_tokens"]  # 2 x 2 sequences = one batch of 4
-    assert json.loads((tmp_path / "ddp.manifest.json").read_text())["status"] == "done"
+    manifest = json.loads((tmp_path / "ddp.manifest.json").read_text())
+    assert manifest["status"] == "done"
+    assert manifest["config"]["gradient_accumulation_steps"] == 1  # global 4 = 2 ranks x 2: two processes ran
     assert (run / "config.json").is_file() and not (run / ".final.part").exists()

@@ -402,11 +402,15 @@ def worked_solution(rec: dict[str, Any]) -> list[dict[str, Any]]:
     >>> msgs = worked_solution({"question": "Compute 12 * 13.", "answer": "156", "meta": {"expression": "12 * 13"}})
     >>> [m["role"] for m in msgs], msgs[2]["content"], msgs[3]["content"]
     (['user', 'assistant', 'tool', 'assistant'], '156', 'The answer is \\\\boxed{156}.')
+    >>> msgs[0]["content"].startswith("Compute 12 * 13.\\nPlease integrate natural language reasoning")
+    True
     """
     import contextlib
     import io
     import json
     from fractions import Fraction
+
+    from thor_cli.rollout.protocols import get_protocol
 
     expr = rec["meta"]["expression"]
     code = expr if "print(" in expr else f"print({expr})"
@@ -414,7 +418,11 @@ def worked_solution(rec: dict[str, Any]) -> list[dict[str, Any]]:
     with contextlib.redirect_stdout(out):
         exec(compile(code, "<arith>", "exec"), {"Fraction": Fraction})  # noqa: S102 -- thor's own generated code
     call = {"id": "call_0", "type": "function", "function": {"name": "python", "arguments": json.dumps({"code": code})}}
-    return [{"role": "user", "content": rec["question"]},
+    # the user message is the one thor's engine prompts with (the thor protocol's, tools on), so SFT
+    # trains on the prompt the model is run with: a bare question here taught SmolLM2 to close the
+    # prompt's "\\boxed{}" right after "\\boxed{" (empty answers, hard split 36% -> 8% after SFT)
+    user = get_protocol("thor").user_message(rec["question"], with_tools=True)
+    return [{"role": "user", "content": user},
             {"role": "assistant", "content": "Let me compute it exactly with Python.\n", "tool_calls": [call]},
             {"role": "tool", "tool_call_id": "call_0", "content": out.getvalue().strip()},
             {"role": "assistant", "content": f"The answer is \\boxed{{{rec['answer']}}}."}]

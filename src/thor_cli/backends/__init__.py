@@ -16,6 +16,7 @@ BACKENDS: dict[str, str] = {
     "hf": "thor_cli.backends.hf:HFBackend",
     "vllm": "thor_cli.backends.vllm:VLLMBackend",
     "openai": "thor_cli.backends.openai:OpenAIBackend",
+    "vllm-server": "thor_cli.backends.vllm_server:VLLMServerBackend",
     "scripted": "thor_cli.backends.scripted:ScriptedBackend",
 }
 

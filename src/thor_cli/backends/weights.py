@@ -3,10 +3,13 @@
 ``checked_state(model, source, strict)`` turns what ``HFBackend.load_weights`` accepts (a state
 dict, a ``torch.nn.Module`` or a checkpoint folder) into (model tensor, new value) pairs, after
 checking every name and shape, so that a bad source is refused before any tensor is touched.
+``write_safetensors(state, folder)`` writes a state dict as one safetensors file for engines in
+another process to load (the vllm and vllm-server backends' ``reload_weights``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,3 +63,24 @@ def checked_state(model: Any, source: Any, strict: bool) -> tuple[list[tuple[Any
             raise BackendError(f"hf backend: {origin} lacks {len(missing)} of the model's tensors "
                                f"(first: {missing[0]})", "pass a full state dict, or strict=False")
     return [(target[name], value) for name, value in state.items()], origin
+
+
+def write_safetensors(state: Mapping[str, Any], folder: str | Path) -> Path:
+    """``state`` as ``folder/model.safetensors`` (replaced atomically: a reader never sees half a
+    file); returns its path. Tied tensors (lm_head = embeddings) are written once, under the first
+    name: safetensors refuses shared storage, and vLLM re-ties them when it loads."""
+    from safetensors.torch import save_file
+
+    seen: set[int] = set()
+    tensors = {}
+    for name, value in state.items():
+        if value.data_ptr() in seen:
+            continue
+        seen.add(value.data_ptr())
+        tensors[str(name)] = value.detach().cpu().contiguous()
+    path = Path(folder) / "model.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_suffix(".part")
+    save_file(tensors, str(part))
+    os.replace(part, path)
+    return path

@@ -12,8 +12,9 @@ Per step: ``collect`` (rollouts of ``problems_per_step`` x ``group_size`` throug
 the trainer's own weights on CPU: ``HFBackend.from_model``, no copy, or a bf16 copy of them with
 ``generator_dtype``; rewards; filters; dynamic
 sampling; step level) -> ``update`` (one optimizer step) -> metrics line -> checkpoint every
-``save_steps``. Another backend (vLLM in-process, a server) gets the new weights through
-``Backend.load_weights`` after each step.
+``save_steps``. Another backend (vLLM in-process, ``vllm-server``) gets the new weights through
+``Backend.load_weights`` after each step (``time_sync_s``, inside ``time_train_s``); its log-probs
+are the behaviour log-probs the importance-sampling correction (``is_level``) compares against.
 
 Checkpoint ``DIR/checkpoint-N/``: the model (safetensors), optimizer, scheduler, RNG states,
 ``trainer_state.json`` (step, data position, counters) and ``thor_state.json`` last (complete).
@@ -162,7 +163,9 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                     tstats = await asyncio.to_thread(
                         update, model, optimizer, batch.samples, cfg, temperature=run.temperature, top_k=run.top_k,
                         top_p=run.top_p, pad_id=pad_id, ref_model=ref_model, scheduler=scheduler)
-                    if generator is not model or backend is None:  # another generator: give it the new weights
+                    t_sync = time.monotonic()
+                    # another generator (a bf16 copy, vLLM, a server): give it the new weights
+                    if (generator is not model or backend is None) and "skipped_update" not in tstats:
                         await session.backend.load_weights(model)
                     t2 = time.monotonic()
                     state["counters"]["trajectories"] += len(batch.records)
@@ -172,7 +175,7 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                     row = {"step": step + 1, **{k: _num(v) for k, v in batch.stats.items()},
                            **{k: _num(v) for k, v in tstats.items()}, "learning_rate": scheduler.get_last_lr()[0],
                            "time_rollout_s": round(t1 - t0, 3), "time_tools_s": round(tool_s, 3),
-                           "time_train_s": round(t2 - t1, 3), "elapsed_s": round(time.monotonic() - t_run, 2)}
+                           "time_train_s": round(t2 - t1, 3), "time_sync_s": round(t2 - t_sync, 3), "elapsed_s": round(time.monotonic() - t_run, 2)}
                     with metrics_path.open("a") as f:
                         f.write(json.dumps(row) + "\n")
                     log.info("rl step %d/%d: reward %.3f acc %.3f cells ok %.2f groups %d loss %.4f (gen %.0fs, "

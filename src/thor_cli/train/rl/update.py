@@ -52,14 +52,16 @@ def _pad(samples: Sequence[RLSample], adv: Sequence[float], pad_id: int, device:
             "rollout": rollout.to(device), "adv": advs.to(device)}
 
 
-def _completion_logits(model: Any, ids: torch.Tensor, attn: torch.Tensor, start: int) -> torch.Tensor:
+def _completion_logits(model: Any, ids: torch.Tensor, attn: torch.Tensor, start: int,
+                       amp: torch.dtype | None) -> torch.Tensor:
     """Logits at positions ``start .. L-2`` (those that predict the targets ``start+1 .. L-1``).
 
     The prompt's positions predict nothing the loss uses, so the LM head (a third of a small
     model's FLOPs with a 49k vocabulary) runs only on the rest: ``logits_to_keep`` where the model
     takes it, else a slice of the full logits (the same numbers either way)."""
     keep = ids.shape[1] - start
-    logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=keep).logits
+    with torch.autocast(ids.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=keep).logits
     if logits.shape[1] != keep:  # a model that ignored the argument
         logits = logits[:, start:]
     return logits[:, :-1].float()
@@ -94,8 +96,7 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
             for k in ("mask", "rollout", "adv"):
                 batch[k] = batch[k][:, start:]
             targets = batch["ids"][:, start + 1:]
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                logits = _completion_logits(model, batch["ids"], batch["attn"], start)
+            logits = _completion_logits(model, batch["ids"], batch["attn"], start, amp)
             logp = token_logprobs(logits, targets, t_temp, top_k, top_p)
             old = logp.detach()
             m = batch["mask"]
@@ -118,8 +119,7 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
                 acc.setdefault("nll", []).append(float(nll.detach()))
             if cfg.beta > 0 and ref_model is not None:
                 with torch.no_grad():
-                    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                        ref_logits = _completion_logits(ref_model, batch["ids"], batch["attn"], start)
+                    ref_logits = _completion_logits(ref_model, batch["ids"], batch["attn"], start, amp)
                     ref_lp = token_logprobs(ref_logits, targets, t_temp, top_k, top_p)
                 kl, kst = kl_penalty(logp, ref_lp, m, beta=cfg.beta, estimator=cfg.kl_estimator,  # type: ignore[arg-type]
                                      agg=cfg.loss_agg, global_tokens=level_tokens if token_mean else None)  # type: ignore[arg-type]

@@ -61,3 +61,49 @@ def test_update_on_completion_logits_equals_full_logits(tiny_model_dir: Path) ->
     moved = (params[0] - torch.cat([p.detach().flatten() for p in base.parameters()])).abs().max()
     assert moved > 1e-4  # the step did something, and both did the same thing
     assert torch.allclose(params[0], params[1], atol=1e-6)
+
+
+def test_minibatch_split_deals_each_level() -> None:
+    from thor_cli.train.rl.update import minibatch_split
+
+    s = _samples() + [RLSample("t", "traj", [1], [2], [1], None, 0.0)]
+    s += [RLSample(f"s{i}", "step", [1], [2], [1], None, 0.0) for i in range(3)]
+    # traj samples 0-4 and step samples 5-7: each mini-batch gets a contiguous share of both
+    assert minibatch_split(s, 2) == [[0, 1, 5], [2, 3, 4, 6, 7]]
+    assert minibatch_split(s, 1) == [list(range(8))]
+    assert len(minibatch_split(s[:2], 4)) == 2  # empty mini-batches are dropped
+
+
+def _run(base: Any, cfg: RLConfig, lr: float) -> tuple[dict[str, float], torch.Tensor]:
+    m = copy.deepcopy(base)
+    opt = torch.optim.SGD(m.parameters(), lr=lr)
+    stats = update(m, opt, _samples(), cfg, temperature=0.8, top_k=0, top_p=1.0, pad_id=0)
+    return stats, torch.cat([p.detach().flatten() for p in m.parameters()])
+
+
+def test_minibatch_old_logprobs_align_with_the_update(tiny_model_dir: Path) -> None:
+    """With weights that do not move (lr 0), the old log-probs of later mini-batches and epochs,
+    taken in the pre-pass, must equal the update's own token for token: the ratio is exactly 1."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    stats, _ = _run(base, RLConfig(micro_batch=2, minibatches=2, epochs=2), lr=0.0)
+    assert stats["optimizer_steps"] == 4
+    assert abs(stats["ratio_min"] - 1) < 1e-5 and abs(stats["ratio_max"] - 1) < 1e-5
+    assert stats["traj_samples"] == 2 * len(_samples())  # every sample once per epoch
+
+
+def test_later_minibatches_see_moved_weights(tiny_model_dir: Path) -> None:
+    """After the first optimizer step the ratio departs from 1 (the clip can bind); one step per
+    batch keeps it at exactly 1; the two schedules end at different weights."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    one, p_one = _run(base, RLConfig(micro_batch=2), lr=1.0)
+    two, p_two = _run(base, RLConfig(micro_batch=2, minibatches=2), lr=1.0)
+    assert one["optimizer_steps"] == 1 and two["optimizer_steps"] == 2
+    assert abs(one["ratio_min"] - 1) < 1e-6 and abs(one["ratio_max"] - 1) < 1e-6
+    assert max(abs(two["ratio_min"] - 1), abs(two["ratio_max"] - 1)) > 1e-3
+    assert not torch.allclose(p_one, p_two, atol=1e-6)

@@ -22,10 +22,12 @@ class RLConfig:
     problems_per_step: int = 32  # groups (prompts) per update
     group_size: int = 16  # rollouts per prompt (G)
     learning_rate: float = 1e-6
-    warmup_steps: int = 0
+    warmup_steps: int = 0  # in optimizer steps (epochs x minibatches per step)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     micro_batch: int = 4  # sequences per forward/backward
+    minibatches: int = 1  # optimizer steps per generated batch (PPO mini-batches; 1: THOR, DAPO)
+    epochs: int = 1  # passes over each generated batch (TRL's num_iterations)
     seed: int = 0
     save_steps: int = 25
     save_trajectories: bool = False  # DIR/trajectories/step-N.jsonl for thor show
@@ -74,6 +76,7 @@ class RLConfig:
             (self.steps >= 1, "steps must be >= 1"),
             (self.problems_per_step >= 1 and self.group_size >= 2, "problems_per_step >= 1 and group_size >= 2"),
             (self.micro_batch >= 1, "micro_batch must be >= 1"),
+            (self.minibatches >= 1 and self.epochs >= 1, "minibatches and epochs must be >= 1"),
             (self.reward in ("correct", "tapo"), "reward must be correct or tapo"),
             (self.adv_scale in ("std", "none") and self.adv_baseline in ("mean", "loo"),
              "adv_scale is std|none, adv_baseline mean|loo"),

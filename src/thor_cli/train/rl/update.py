@@ -1,11 +1,19 @@
-"""One optimizer step of ``thor rl`` from a ``Batch``: advantages, log-probs, the loss, backward.
+"""The optimizer steps of ``thor rl`` from a ``Batch``: advantages, log-probs, the loss, backward.
 
 The trainer's log-probs come from ``backends.sampling.token_logprobs`` under the rollout's own
 temperature / top-k / top-p (the same code the hf backend samples with), so the ratio against
-the generator's log-probs means what it says. One update per batch (THOR, DAPO): the "old"
-policy is the current one, so the PPO ratio is exactly 1 and the clip only matters through the
-importance-sampling correction against the generator (``importance``), which differs whenever the
-generator is not this very model in this very numeric state (vLLM, a server, bf16).
+the generator's log-probs means what it says. By default one optimizer step per batch (THOR,
+DAPO): the "old" policy is the current one, so the PPO ratio is exactly 1 and the clip only
+matters through the importance-sampling correction against the generator (``importance``), which
+differs whenever the generator is not this very model in this very numeric state (vLLM, a
+server, bf16).
+
+``minibatches`` > 1 (verl's PPO mini-batches, TRL's ``steps_per_generation``) splits the batch
+into that many optimizer steps and ``epochs`` > 1 (``num_iterations``) passes over it again:
+more updates per generated sample where generation is the cost (a CPU). The advantages are the
+whole batch's; the old log-probs of every mini-batch after the first come from a no-grad pass
+before the first step (``old_logprobs``), so the ratio and its clip bound how far later steps
+move; the importance-sampling weight compares those old log-probs with the generator's.
 
 Levels: trajectory samples and step samples are each aggregated over their own tokens (token-mean
 with the level's global token count across micro-batches), then added with ``step_weight``
@@ -27,9 +35,10 @@ from thor_cli.train.rl.importance import rollout_is_weights
 from thor_cli.train.rl.losses import kl_penalty, policy_loss, positive_nll
 
 
-def _pad(samples: Sequence[RLSample], adv: Sequence[float], pad_id: int, device: Any) -> dict[str, torch.Tensor]:
-    """Right-padded (B, L) ids and attention, and (B, L-1) targets, loss mask, rollout log-probs and
-    advantages aligned with the logits that predict each target."""
+def _pad(samples: Sequence[RLSample], adv: Sequence[float], pad_id: int, device: Any,
+         old: Sequence[list[float] | None] | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded (B, L) ids and attention, and (B, L-1) targets, loss mask, rollout log-probs,
+    old log-probs (NaN where none) and advantages aligned with the logits that predict each target."""
     seqs = [s.prompt_ids + s.completion_ids for s in samples]
     width = max(len(x) for x in seqs)
     b = len(seqs)
@@ -37,6 +46,7 @@ def _pad(samples: Sequence[RLSample], adv: Sequence[float], pad_id: int, device:
     attn = torch.zeros((b, width), dtype=torch.long)
     mask = torch.zeros((b, width - 1))
     rollout = torch.full((b, width - 1), float("nan"))
+    olds = torch.full((b, width - 1), float("nan"))
     advs = torch.zeros((b, width - 1))
     for i, (s, x) in enumerate(zip(samples, seqs, strict=True)):
         ids[i, :len(x)] = torch.tensor(x)
@@ -47,9 +57,12 @@ def _pad(samples: Sequence[RLSample], adv: Sequence[float], pad_id: int, device:
         mask[i, p - 1:p - 1 + n] = torch.tensor(s.loss_mask[:n], dtype=torch.float)
         if s.rollout_logprobs is not None and len(s.rollout_logprobs) == n:
             rollout[i, p - 1:p - 1 + n] = torch.tensor(s.rollout_logprobs, dtype=torch.float)
+        if old is not None and old[i] is not None:
+            olds[i, p - 1:p - 1 + n] = torch.tensor(old[i], dtype=torch.float)
         advs[i, :] = adv[i]
     return {"ids": ids.to(device), "attn": attn.to(device), "mask": mask.to(device),
-            "rollout": rollout.to(device), "adv": advs.to(device)}
+            "rollout": rollout.to(device), "old": olds.to(device),
+            "adv": advs.to(device)}
 
 
 def _completion_logits(model: Any, ids: torch.Tensor, attn: torch.Tensor, start: int,
@@ -67,14 +80,87 @@ def _completion_logits(model: Any, ids: torch.Tensor, attn: torch.Tensor, start:
     return logits[:, :-1].float()
 
 
+def minibatch_split(samples: Sequence[RLSample], n: int) -> list[list[int]]:
+    """Sample indices in ``n`` mini-batches (one optimizer step each): each level's samples, in
+    batch order (whole groups stay together where the counts allow), dealt into ``n`` contiguous
+    near-equal runs, so every mini-batch holds its share of trajectory and step samples. Fewer
+    than ``n`` when there are fewer samples; empty mini-batches are dropped."""
+    out: list[list[int]] = [[] for _ in range(n)]
+    for level in ("traj", "step"):
+        idx = [i for i, s in enumerate(samples) if s.level == level]
+        for j in range(n):
+            out[j].extend(idx[len(idx) * j // n:len(idx) * (j + 1) // n])
+    return [mb for mb in out if mb]
+
+
+@torch.no_grad()
+def old_logprobs(model: Any, samples: Sequence[RLSample], idx: Sequence[int], cfg: RLConfig, *, temperature: float,
+                 top_k: int, top_p: float, pad_id: int) -> dict[int, list[float]]:
+    """The current policy's log-prob of each completion token of ``samples[i]`` for ``i`` in
+    ``idx``, before any optimizer step of this update: the "old" policy of PPO's ratio for every
+    mini-batch after the first (and every later epoch), where the weights have moved since."""
+    device = next(model.parameters()).device
+    amp = getattr(torch, str(cfg.autocast_dtype)) if cfg.autocast_dtype not in (None, "float32") else None
+    t_temp = temperature if temperature > 0 else 1.0
+    was_training = model.training
+    model.train()  # the same mode (dropout aside, identical numerics) as the update's own forward
+    out: dict[int, list[float]] = {}
+    try:
+        for b in range(0, len(idx), cfg.micro_batch):
+            part = list(idx[b:b + cfg.micro_batch])
+            batch = _pad([samples[i] for i in part], [0.0] * len(part), pad_id, device)
+            start = max(min(len(samples[i].prompt_ids) for i in part) - 1, 0)
+            logits = _completion_logits(model, batch["ids"], batch["attn"], start, amp)
+            logp = token_logprobs(logits, batch["ids"][:, start + 1:], t_temp, top_k, top_p)
+            for row, i in enumerate(part):
+                p = len(samples[i].prompt_ids) - 1 - start
+                out[i] = logp[row, p:p + len(samples[i].completion_ids)].float().tolist()
+    finally:
+        model.train(was_training)
+    return out
+
+
 def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *, temperature: float,
            top_k: int, top_p: float, pad_id: int, ref_model: Any = None, scheduler: Any = None) -> dict[str, float]:
-    """Backward over ``samples`` and one optimizer step; returns the step's training stats."""
-    stats: dict[str, float] = {}
+    """``cfg.epochs`` x ``cfg.minibatches`` optimizer steps over ``samples`` (one by default:
+    THOR's and DAPO's setting); returns the update's training stats (means over its optimizer
+    steps; ``optimizer_steps`` counts them)."""
     if not samples:
         return {"skipped_update": 1.0}
     adv_all = group_advantages([s.reward for s in samples], [s.group for s in samples], scale=cfg.adv_scale,  # type: ignore[arg-type]
                                baseline=cfg.adv_baseline).tolist()  # type: ignore[arg-type]
+    minibatches = minibatch_split(samples, cfg.minibatches)
+    old: dict[int, list[float]] = {}
+    if len(minibatches) > 1 or cfg.epochs > 1:
+        # every mini-batch but the very first sees weights that already moved: score them now
+        later = [i for mb in (minibatches if cfg.epochs > 1 else minibatches[1:]) for i in mb]
+        old = old_logprobs(model, samples, later, cfg, temperature=temperature, top_k=top_k, top_p=top_p,
+                           pad_id=pad_id)
+    runs: list[dict[str, float]] = []
+    for epoch in range(cfg.epochs):
+        for j, mb in enumerate(minibatches):
+            first = epoch == 0 and j == 0
+            runs.append(_optimizer_step(model, optimizer, samples, mb, adv_all, {} if first else old, cfg,
+                                        temperature=temperature, top_k=top_k, top_p=top_p, pad_id=pad_id,
+                                        ref_model=ref_model, scheduler=scheduler))
+    stats: dict[str, float] = {}
+    for k in {k for r in runs for k in r}:
+        vs = [r[k] for r in runs if k in r]
+        if k.endswith("_samples") or k.endswith("_tokens"):
+            stats[k] = sum(vs)
+        else:
+            stats[k] = max(vs) if k.endswith("_max") else min(vs) if k.endswith("_min") else sum(vs) / len(vs)
+    stats["optimizer_steps"] = float(len(runs))
+    stats["advantage_abs_mean"] = sum(abs(a) for a in adv_all) / len(adv_all)
+    return stats
+
+
+def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members: list[int], adv_all: list[float],
+                    old_lp: dict[int, list[float]], cfg: RLConfig, *, temperature: float, top_k: int, top_p: float,
+                    pad_id: int, ref_model: Any, scheduler: Any) -> dict[str, float]:
+    """Backward over ``samples[members]`` and one optimizer step. The PPO ratio's old log-probs are
+    ``old_lp[i]`` where given, else the current weights' own (the ratio is exactly 1)."""
+    stats: dict[str, float] = {}
     device = next(model.parameters()).device
     amp = getattr(torch, str(cfg.autocast_dtype)) if cfg.autocast_dtype not in (None, "float32") else None
     model.train()
@@ -83,22 +169,23 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
     total_loss = 0.0
     t_temp = temperature if temperature > 0 else 1.0
     for level, weight in (("traj", 1.0), ("step", cfg.step_weight)):
-        idx = [i for i, s in enumerate(samples) if s.level == level and s.train and any(s.loss_mask)]
+        idx = [i for i in members if samples[i].level == level and samples[i].train and any(samples[i].loss_mask)]
         if not idx:
             continue
         level_tokens = float(sum(sum(samples[i].loss_mask) for i in idx))
         pos_tokens = float(sum(sum(samples[i].loss_mask) for i in idx if adv_all[i] > 0))
         for start in range(0, len(idx), cfg.micro_batch):
             part = idx[start:start + cfg.micro_batch]
-            batch = _pad([samples[i] for i in part], [adv_all[i] for i in part], pad_id, device)
+            batch = _pad([samples[i] for i in part], [adv_all[i] for i in part], pad_id, device,
+                         old=[old_lp.get(i) for i in part])
             # targets before the shortest prompt's end are never in the loss: cut them from every tensor
             start = max(min(len(samples[i].prompt_ids) for i in part) - 1, 0)
-            for k in ("mask", "rollout", "adv"):
+            for k in ("mask", "rollout", "adv", "old"):
                 batch[k] = batch[k][:, start:]
             targets = batch["ids"][:, start + 1:]
             logits = _completion_logits(model, batch["ids"], batch["attn"], start, amp)
             logp = token_logprobs(logits, targets, t_temp, top_k, top_p)
-            old = logp.detach()
+            old = torch.where(torch.isnan(batch["old"]), logp.detach(), batch["old"])
             m = batch["mask"]
             is_w = None
             if cfg.is_level is not None:
@@ -144,7 +231,6 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
     model.eval()
     stats["loss"] = total_loss
     stats["grad_norm"] = float(grad_norm)
-    stats["advantage_abs_mean"] = sum(abs(a) for a in adv_all) / len(adv_all)
     for k, vs in acc.items():
         vs = [v for v in vs if v == v]  # drop NaNs (no active token in a micro-batch)
         if vs:

@@ -51,11 +51,10 @@ def log(msg: str) -> None:
 
 
 async def e_rate(records: list[dict[str, Any]]) -> list[float]:
-    out = []
-    for r in records:
-        text = "".join(t["text"] for t in r["trajectory"]["turns"] if t["kind"] != "output")
-        out.append(text.count("e") / max(len(text), 1))
-    return out
+    """The share of the letter e in what the model wrote (as the RL loop tests reward)."""
+    from thor_cli.grading.extract import trajectory_text
+
+    return [t.count("e") / max(len(t), 1) for t in (trajectory_text(r["trajectory"]) for r in records)]
 
 
 def run_side(side: str, model: str, probs: list[dict[str, Any]], args: argparse.Namespace,

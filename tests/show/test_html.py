@@ -14,7 +14,7 @@ from tests.show.conftest import FUNNEL, Inputs, eval_records, write_jsonl
 
 from thor_cli.errors import InputError, UsageError
 from thor_cli.evaluate.metrics import summarize
-from thor_cli.evaluate.report import _fmt
+from thor_cli.evaluate.report import format_metric
 from thor_cli.show.filters import Filters
 from thor_cli.show.html import assemble, build_report, render_html, resolve_inputs
 from thor_cli.show.html.build import json_script
@@ -79,8 +79,9 @@ def test_summary_tables_show_evaluates_numbers(report_inputs: Inputs) -> None:
     for run in ("base", "sft"):
         m = summarize(eval_records(run))["benchmarks"]["gsm8k"]
         cells = _table_cells(html, "gsm8k", run)
-        assert cells[:6] == [_fmt(m["problems"], "d"), _fmt(m["samples"], "d"), _fmt(m["avg@k"], "%"),
-                             _fmt(m["pass@k"], "%"), _fmt(m["maj@k"], "%"), _fmt(m["best@k_cells"], "%")]
+        keys = (("problems", "d"), ("samples", "d"), ("avg@k", "%"), ("pass@k", "%"), ("maj@k", "%"),
+                ("best@k_cells", "%"))
+        assert cells[:6] == [format_metric(m[k], fmt) for k, fmt in keys]
     # the same numbers by hand: base has 10 right samples of 60, on 10 of 30 problems
     assert _table_cells(html, "gsm8k", "base")[2:4] == ["16.7", "33.3"]
     assert _table_cells(html, "gsm8k", "sft")[2:4] == ["90.0", "90.0"]

@@ -12,7 +12,7 @@ import pytest
 from tests.show.conftest import Inputs, eval_records, gen_records
 
 from thor_cli.evaluate.metrics import summarize
-from thor_cli.evaluate.report import _fmt
+from thor_cli.evaluate.report import format_metric
 from thor_cli.show.html import build_report
 
 pytestmark = pytest.mark.browser
@@ -54,7 +54,7 @@ def test_summary_tables_and_charts(page: Any) -> None:
         cells = page.execute_script(
             f"return Array.from(document.querySelectorAll("
             f"'table.bench-table[data-benchmark=\"gsm8k\"] tr[data-run=\"{run}\"] td')).map(td => td.textContent);")
-        assert cells[2:4] == [_fmt(m["avg@k"], "%"), _fmt(m["pass@k"], "%")]
+        assert cells[2:4] == [format_metric(m["avg@k"], "%"), format_metric(m["pass@k"], "%")]
     pivot = page.execute_script("return Array.from(document.querySelectorAll('#pivot tr[data-run]'))"
                                 ".map(tr => tr.firstElementChild.textContent);")
     assert pivot == ["base", "sft", "gen"]

@@ -80,7 +80,8 @@ def best_by_cells(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return max(samples, key=cell_score)  # max keeps the first of equal scores
 
 
-def _tokens(rec: dict[str, Any]) -> int:
+def tokens_of(rec: dict[str, Any]) -> int:
+    """The completion tokens of a record (n_tokens, eval.tokens, completion_ids or the trajectory)."""
     if isinstance(rec.get("n_tokens"), int):
         return int(rec["n_tokens"])
     if isinstance((rec.get("eval") or {}).get("tokens"), int):
@@ -122,8 +123,8 @@ def benchmark_metrics(records: list[dict[str, Any]], wall_s: float | None = None
         "cells": len(statuses),
         "cell_success_rate": _mean([float(s == "ok") for s in statuses]),
         "corrections_mean": _mean([float(t.get("n_corrections", 0)) for t in trajs]),
-        "tokens_mean": _mean([float(_tokens(r)) for r in records]),
-        "tokens_total": sum(_tokens(r) for r in records),
+        "tokens_mean": _mean([float(tokens_of(r)) for r in records]),
+        "tokens_total": sum(tokens_of(r) for r in records),
         "no_answer": sum(_pred(r) is None for r in records),
         "errors": sum(bool(r.get("error")) for r in records),
         "wall_s": wall_s if wall_s is not None else (sum(sample_wall) if sample_wall else None),
@@ -153,7 +154,7 @@ def slim(rec: dict[str, Any]) -> dict[str, Any]:
                 "reason": r.get("reason")} for r in traj.get("retries", [])]
     return {
         "id": rec.get("id"), "source": rec.get("source"), "sample": rec.get("sample"), "grade": rec.get("grade"),
-        "error": rec.get("error"), "eval": rec.get("eval"), "n_tokens": _tokens(rec),
+        "error": rec.get("error"), "eval": rec.get("eval"), "n_tokens": tokens_of(rec),
         "trajectory": {"turns": turns, "retries": retries, "n_tool_calls": traj.get("n_tool_calls", 0),
                        "n_corrections": traj.get("n_corrections", 0)},
     }

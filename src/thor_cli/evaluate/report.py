@@ -15,7 +15,8 @@ COLUMNS = [  # (header, metric key, format)
 ]
 
 
-def _fmt(value: Any, fmt: str) -> str:
+def format_metric(value: Any, fmt: str) -> str:
+    """A metric as a table cell: "-" when absent, "%" as a percentage, "d" as an integer."""
     if value is None:
         return "-"
     if fmt == "%":
@@ -33,7 +34,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for head, _, _ in COLUMNS:
         table.add_column(head.replace("@k", f"@{k}"), justify="right")
     for name, m in summary["benchmarks"].items():
-        table.add_row(name, *(_fmt(m.get(key), fmt) for _, key, fmt in COLUMNS))
+        table.add_row(name, *(format_metric(m.get(key), fmt) for _, key, fmt in COLUMNS))
     if summary.get("macro_avg@k") is not None:
         table.caption = f"macro average avg@{k}: {100 * summary['macro_avg@k']:.1f}"
     return table

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rl_toy import e_rate
 
 from thor_cli.stages import RunOptions
 from thor_cli.train.plumbing import rundir
@@ -21,14 +22,6 @@ THOR = str(Path(sys.executable).parent / "thor")
 PROBLEMS = [{"id": f"p{i}", "question": f"Say something {i}.", "answer": "x"} for i in range(8)]
 
 
-async def _e_rate(records: list[dict[str, Any]]) -> list[float]:
-    """A toy reward a random model can learn fast: the share of the letter e in what it wrote."""
-    out = []
-    for r in records:
-        text = "".join(t["text"] for t in r["trajectory"]["turns"] if t["kind"] != "output")
-        out.append(text.count("e") / max(len(text), 1))
-    return out
-
 
 def _toy(model: Path, out: Path, steps: int, *, resume: bool = False) -> list[dict[str, Any]]:
     run = RunOptions(model=str(model), temperature=1.0, max_tokens=24, self_correct=False, workers=1, concurrency=16)
@@ -36,7 +29,7 @@ def _toy(model: Path, out: Path, steps: int, *, resume: bool = False) -> list[di
                    filter_failed_cells=False, filter_require_boxed=False, min_survivors=1, step_level=False,
                    save_steps=1, micro_batch=16, nll_alpha=0.0)
     ckpt = rundir.prepare(out, resume=resume)
-    asyncio.run(train_rl(PROBLEMS, run, cfg, out, model_path=str(model), ckpt=ckpt, reward_fn=_e_rate))
+    asyncio.run(train_rl(PROBLEMS, run, cfg, out, model_path=str(model), ckpt=ckpt, reward_fn=e_rate))
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
@@ -96,7 +89,7 @@ def test_a_bf16_generator_copy_follows_the_trainer(tiny_model_dir: Path, tmp_pat
                        save_steps=0, micro_batch=16, nll_alpha=0.0, generator_dtype="bfloat16",
                        autocast_dtype="bfloat16", is_cap=1e9)
         ckpt = rundir.prepare(out, resume=False)
-        asyncio.run(train_rl(PROBLEMS, rcfg, cfg, out, model_path=str(tiny_model_dir), ckpt=ckpt, reward_fn=_e_rate))
+        asyncio.run(train_rl(PROBLEMS, rcfg, cfg, out, model_path=str(tiny_model_dir), ckpt=ckpt, reward_fn=e_rate))
         return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
     def drift(rows: list[dict[str, Any]]) -> float:

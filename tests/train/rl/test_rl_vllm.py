@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rl_toy import e_rate
 
 from thor_cli.stages import RunOptions
 from thor_cli.train.plumbing import rundir
@@ -52,14 +53,6 @@ def _tier(request: pytest.FixtureRequest) -> None:
         pytest.skip(f"SmolLM2-135M is not cached at {SMOLLM}: thor models pull smollm2-135m")
 
 
-async def _e_rate(records: list[dict[str, Any]]) -> list[float]:
-    """A reward that differs between samples (the share of the letter e), so every group trains."""
-    out = []
-    for r in records:
-        text = "".join(t["text"] for t in r["trajectory"]["turns"] if t["kind"] != "output")
-        out.append(text.count("e") / max(len(text), 1))
-    return out
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -72,7 +65,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    filter_failed_cells=False, filter_require_boxed=False, min_survivors=1, step_level=False,
                    save_steps=1, save_trajectories=True, micro_batch=8, nll_alpha=0.0, is_level="token")
     asyncio.run(train_rl(PROBLEMS, run, cfg, out, model_path=str(SMOLLM), ckpt=rundir.prepare(out, resume=False),
-                         reward_fn=_e_rate))
+                         reward_fn=e_rate))
     return out
 
 

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thor_cli.errors import InputError
-from thor_cli.evaluate.metrics import _tokens as tokens_of
-from thor_cli.evaluate.metrics import slim, summarize
+from thor_cli.evaluate.metrics import slim, summarize, tokens_of
 from thor_cli.evaluate.report import COLUMNS
 from thor_cli.records.jsonl import iter_records
 from thor_cli.show.filters import Filters

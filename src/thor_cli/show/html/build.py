@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from thor_cli import __version__
-from thor_cli.evaluate.report import COLUMNS, _fmt
+from thor_cli.evaluate.report import COLUMNS, format_metric
 from thor_cli.records.jsonl import write_atomic
 from thor_cli.show.html.assemble import Report, summary_tables
 from thor_cli.show.html.charts import all_charts
@@ -45,7 +45,7 @@ def _env() -> Any:
     env = jinja2.Environment(loader=jinja2.PackageLoader("thor_cli.show.html", "templates"),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
                              undefined=jinja2.StrictUndefined)
-    env.filters["metric"] = lambda v, fmt: _fmt(v, fmt)
+    env.filters["metric"] = lambda v, fmt: format_metric(v, fmt)
     return env
 
 

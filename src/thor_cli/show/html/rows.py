@@ -20,7 +20,7 @@ import difflib
 import re
 from typing import Any
 
-from thor_cli.evaluate.metrics import _tokens as tokens_of
+from thor_cli.evaluate.metrics import tokens_of
 from thor_cli.records.access import benchmark_of
 from thor_cli.show.filters import has_failed_cell, is_correct
 from thor_cli.show.render import _RESPONSE, _code_body

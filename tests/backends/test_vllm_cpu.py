@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from thor_cli.backends import SamplingParams
+from thor_cli.backends.vllm_server import engine_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = Path(os.environ.get("THOR_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
@@ -209,11 +210,11 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     # thor's worker extension (PYTHONPATH=src) re-packs the CPU GEMMs vLLM leaves stale
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING", "VLLM_SERVER_DEV_MODE": "1",
            "PYTHONPATH": str(ROOT / "src")}
+    engine = {k: v for k, v in ENGINE.items() if k != "seed"}
     cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(SMOLLM),
            "--worker-extension-cls", "thor_cli.backends.vllm_worker.ThorWorkerExtension",
-           "--served-model-name", "smollm2-135m", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-           "--dtype", "float32", "--kv-cache-memory-bytes", str(ENGINE["kv_cache_memory_bytes"]),
-           "--max-model-len", str(ENGINE["max_model_len"]), "--logprobs-mode", "processed_logprobs"]
+           "--served-model-name", "smollm2-135m", "--host", "127.0.0.1", "--port", str(port),
+           *engine_flags(engine), "--logprobs-mode", "processed_logprobs"]
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -30,6 +30,8 @@ RL_EPILOG = examples(
     "steps=200 learning_rate=1e-6",
     "thor rl --model Qwen/Qwen2.5-3B --output runs/tapo --preset tapo qa.jsonl search_corpus=corpus.jsonl",
     "thor rl --model runs/sft --output runs/rl --preset cpu train.jsonl --resume   # after a kill",
+    "accelerate launch --multi_gpu --num_processes 2 -m thor_cli rl --model runs/sft --output runs/rl "
+    "--preset cpu train.jsonl   # 2 data-parallel ranks on CPU",
 )
 
 

@@ -90,3 +90,13 @@ def save_final(trainer: Any, out: Path, *, base: str, tokenizer: Any, lora: bool
             part = merged
         rundir.publish(part, out)
     trainer.accelerator.wait_for_everyone()
+
+
+def end_distributed() -> None:
+    """Tear the process group down before the interpreter does: left to exit, gloo's threads were
+    seen to abort a rank ("terminate called without an active exception") after a finished run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -16,10 +16,15 @@ are dropped; more batches are generated, up to ``max_gen_batches``, until the up
 the filters drop them) are cut before the FIRST failing cell minus ``step_suffix_tokens`` of
 reasoning, ``step_samples`` continuations of one tool round are sampled (self-correction off),
 reward = the new cell ran; groups whose rewards are all equal carry no signal and are dropped.
+
+On several ranks (``ranks``): each rank rolls out and scores its share of every generation batch
+and of the step-level continuations, and gathers everyone's, so every rank runs the rest (filters,
+dynamic sampling, cuts) on the same records and returns the same ``Batch`` (see ``ranks.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from contextlib import aclosing
@@ -31,6 +36,7 @@ from thor_cli.records.keys import content_key
 from thor_cli.stages import merge
 from thor_cli.train.rl import dapo, filters, step
 from thor_cli.train.rl.config import RLConfig
+from thor_cli.train.rl.ranks import Ranks
 
 
 @dataclass
@@ -68,11 +74,20 @@ async def _rollouts(engine: Any, items: list[tuple[dict[str, Any], str, int]], c
     return out
 
 
+async def _gather(ranks: Ranks, part: list[Any]) -> list[Any]:
+    """Every rank's ``part`` (``Ranks.gather``), waited for off the event loop."""
+    if ranks.world == 1:
+        return part
+    return await asyncio.to_thread(ranks.gather, part)
+
+
 async def collect(engine: Any, next_problems: Callable[[int], list[dict[str, Any]]], cfg: RLConfig, *,
                   reward_fn: Callable[[list[dict[str, Any]]], Any], step_index: int,
-                  concurrency: int = 64) -> Batch:
+                  concurrency: int = 64, ranks: Ranks | None = None) -> Batch:
     """Samples for update ``step_index`` (module doc). ``next_problems(n)`` gives the next n
-    problems of the data stream; ``reward_fn(records)`` awaits one reward per record."""
+    problems of the data stream; ``reward_fn(records)`` awaits one reward per record, from that
+    record alone."""
+    ranks = ranks or Ranks()
     batch = Batch()
     t0 = time.monotonic()
     stats: dict[str, float] = {"gen_batches": 0, "groups_dropped_equal": 0, "groups_dropped_filter": 0,
@@ -89,14 +104,15 @@ async def collect(engine: Any, next_problems: Callable[[int], list[dict[str, Any
         for prob in problems:
             key = content_key(prob, {"rl_step": step_index, "batch": int(stats["gen_batches"])}, stage="rl")
             items += [(prob, key, g) for g in range(cfg.group_size)]
-        results = await _rollouts(engine, items, concurrency)
+        results = await _rollouts(engine, ranks.shard(items), concurrency)
         stats["gen_batches"] += 1
         records = []
         for (prob, key, g), fields in results:
             rec = merge(prob, fields)
             rec["rl"] = {"step": step_index, "group": key, "sample": g}
             records.append(rec)
-        rewards = list(await reward_fn(records))
+        scored = await _gather(ranks, list(zip(records, await reward_fn(records), strict=True)))
+        records, rewards = [r for r, _ in scored], [x for _, x in scored]
         by_group: dict[str, list[RLSample]] = {}
         rewards_by_group: dict[str, list[float]] = {}
         keep_flags: list[bool] = []
@@ -159,7 +175,8 @@ async def collect(engine: Any, next_problems: Callable[[int], list[dict[str, Any
 
     if cfg.step_level and failed_trajs:
         t1 = time.monotonic()
-        step_samples, sstats = await _step_level(engine, failed_trajs[: cfg.max_step_groups], cfg, concurrency)
+        step_samples, sstats = await _step_level(engine, failed_trajs[: cfg.max_step_groups], cfg, concurrency,
+                                                 ranks)
         batch.samples.extend(step_samples)
         stats.update(sstats)
         stats["time_step_level_s"] = time.monotonic() - t1
@@ -177,8 +194,8 @@ async def collect(engine: Any, next_problems: Callable[[int], list[dict[str, Any
     return batch
 
 
-async def _step_level(engine: Any, records: list[dict[str, Any]], cfg: RLConfig,
-                      concurrency: int) -> tuple[list[RLSample], dict[str, float]]:
+async def _step_level(engine: Any, records: list[dict[str, Any]], cfg: RLConfig, concurrency: int,
+                      ranks: Ranks) -> tuple[list[RLSample], dict[str, float]]:
     """THOR's step-level groups: resample the step that wrote the first failing cell."""
     items: list[tuple[dict[str, Any], str, int]] = []
     cuts: dict[str, step.StepCut] = {}
@@ -195,7 +212,7 @@ async def _step_level(engine: Any, records: list[dict[str, Any]], cfg: RLConfig,
         return await engine.continue_from(rec, cut_turn=c.cut_turn, backoff_tokens=c.backoff_tokens, one_round=True,
                                           sample=j, key=key, self_correct=False)
 
-    results = await _rollouts(engine, items, concurrency, fn=one)
+    results = await _gather(ranks, await _rollouts(engine, ranks.shard(items), concurrency, fn=one))
     groups: dict[str, list[RLSample]] = {}
     for (_rec, key, _j), fields in results:
         r = step.step_reward(fields)

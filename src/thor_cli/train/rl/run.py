@@ -4,6 +4,9 @@ Settings (lowest first): defaults (``RLConfig`` and ``RunOptions``, with RL's ro
 below) < ``--config`` < ``--preset`` (``presets/rl-<name>.yaml``) < ``key=value``. A key is an
 ``RLConfig`` field or a rollout option (``RunOptions``: temperature, max_tokens, max_tool_calls,
 protocol, backend, self_correct, ...); anything else is a usage error naming the nearest keys.
+
+Under ``accelerate launch`` every rank runs this; rank 0 alone checks and prepares the run folder
+and writes the manifest and summary, and tells the others which checkpoint to resume from.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ def run_cli(*, model: str | None, output: str | None, data: list[str], preset: s
     from thor_cli.records.stream import write_manifest
     from thor_cli.stages import load_problems
     from thor_cli.train.plumbing import rundir
+    from thor_cli.train.plumbing.run import end_distributed
+    from thor_cli.train.rl.ranks import start
     from thor_cli.train.rl.trainer import train_rl
 
     if not model:
@@ -83,12 +88,26 @@ def run_cli(*, model: str | None, output: str | None, data: list[str], preset: s
     if not problems:
         raise UsageError("no problems to train on", "pass a JSONL file of problems with answers")
     out = Path(output)
-    ckpt = rundir.prepare(out, resume=resume)
-    rollout = {k: v for k, v in dataclasses.asdict(run).items() if k != "api_key"}
-    config = {"model": path, "rl": cfg.to_dict(), "rollout": rollout, "problems": len(problems)}
-    write_manifest(str(out), "rl", config)
-    log.info("rl: %d problems, %d steps of %d prompts x %d rollouts", len(problems), cfg.steps,
-             cfg.problems_per_step, cfg.group_size)
+    ranks = start()
+    ckpt, failed = None, None
+    if ranks.main:
+        try:
+            ckpt = rundir.prepare(out, resume=resume)
+        except UsageError as e:
+            failed = (e.message, e.hint)
+    ckpt_name, failed = ranks.broadcast((ckpt.name if ckpt is not None else None, failed))
+    if failed is not None:
+        raise UsageError(*failed)
+    ckpt = out / ckpt_name if ckpt_name is not None else None
+    if ranks.main:
+        rollout = {k: v for k, v in dataclasses.asdict(run).items() if k != "api_key"}
+        config = {"model": path, "rl": cfg.to_dict(), "rollout": rollout, "problems": len(problems),
+                  "ranks": ranks.world}
+        write_manifest(str(out), "rl", config)
+        log.info("rl: %d problems, %d steps of %d prompts x %d rollouts%s", len(problems), cfg.steps,
+                 cfg.problems_per_step, cfg.group_size, f" on {ranks.world} ranks" if ranks.world > 1 else "")
     summary = aio.run(train_rl(problems, run, cfg, out, model_path=path, ckpt=ckpt))
-    write_json_atomic(f"{out}.summary.json", summary)
+    end_distributed()  # not on an error: that rank exits, and the launcher stops the others
+    if ranks.main:
+        write_json_atomic(f"{out}.summary.json", summary)
     return summary

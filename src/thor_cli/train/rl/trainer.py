@@ -20,6 +20,10 @@ Checkpoint ``DIR/checkpoint-N/``: the model (safetensors), optimizer, scheduler,
 ``trainer_state.json`` (step, data position, counters) and ``thor_state.json`` last (complete).
 ``--resume`` restores all of it: the next step draws the same problems with the same sampling
 seeds (keys derive from the step), so it reproduces the uninterrupted run's next step.
+
+Under ``accelerate launch`` (or torchrun) every rank runs this loop: it generates its share of
+each step, every rank then holds the whole batch and trains its share of it, gradients summed
+(``ranks.py``); rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from thor_cli.errors import UsageError
 from thor_cli.log import log
 from thor_cli.records.jsonl import write_json_atomic
 from thor_cli.stages import RunOptions, RunSession
@@ -38,6 +43,7 @@ from thor_cli.train.plumbing import rundir
 from thor_cli.train.plumbing.metrics import METRICS_FILE, trim
 from thor_cli.train.rl.collect import collect, cycle
 from thor_cli.train.rl.config import RLConfig
+from thor_cli.train.rl.ranks import current
 from thor_cli.train.rl.update import update
 
 STAGE = "rl"
@@ -105,6 +111,10 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
     from thor_cli.grading import GradeConfig, Grader
     from thor_cli.train.plumbing.run import load_model
 
+    ranks = current()
+    if ranks.world > 1 and run.backend != "hf":
+        raise UsageError(f"thor rl on {ranks.world} ranks generates with the hf backend only, not {run.backend}",
+                         "drop backend= (hf), or run one trainer process with the vLLM backend")
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     src = str(ckpt) if ckpt is not None else model_path
@@ -129,9 +139,10 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
         saved = json.loads((ckpt / "trainer_state.json").read_text())
         start = int(saved["global_step"])
         state.update({k: v for k, v in saved.items() if k != "global_step"})
-        dropped = trim(out / METRICS_FILE, start)
-        log.info("rl: resuming from %s (step %d)%s", ckpt.name, start,
-                 f"; dropped {dropped} metrics lines past it" if dropped else "")
+        if ranks.main:
+            dropped = trim(out / METRICS_FILE, start)
+            log.info("rl: resuming from %s (step %d)%s", ckpt.name, start,
+                     f"; dropped {dropped} metrics lines past it" if dropped else "")
     stream = cycle(problems, cfg.seed, start=int(state["consumed"]))
 
     def next_problems(n: int) -> list[dict[str, Any]]:
@@ -158,11 +169,11 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                 for step in range(start, cfg.steps):
                     t0 = time.monotonic()
                     batch = await collect(engine, next_problems, cfg, reward_fn=reward_fn, step_index=step,
-                                          concurrency=run.concurrency)
+                                          concurrency=run.concurrency, ranks=ranks)
                     t1 = time.monotonic()
                     tstats = await asyncio.to_thread(
                         update, model, optimizer, batch.samples, cfg, temperature=run.temperature, top_k=run.top_k,
-                        top_p=run.top_p, pad_id=pad_id, ref_model=ref_model, scheduler=scheduler)
+                        top_p=run.top_p, pad_id=pad_id, ref_model=ref_model, scheduler=scheduler, ranks=ranks)
                     t_sync = time.monotonic()
                     # another generator (a bf16 copy, vLLM, a server): give it the new weights
                     if (generator is not model or backend is None) and "skipped_update" not in tstats:
@@ -176,6 +187,9 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                            **{k: _num(v) for k, v in tstats.items()}, "learning_rate": scheduler.get_last_lr()[0],
                            "time_rollout_s": round(t1 - t0, 3), "time_tools_s": round(tool_s, 3),
                            "time_train_s": round(t2 - t1, 3), "time_sync_s": round(t2 - t_sync, 3), "elapsed_s": round(time.monotonic() - t_run, 2)}
+                    last = row
+                    if not ranks.main:
+                        continue
                     with metrics_path.open("a") as f:
                         f.write(json.dumps(row) + "\n")
                     log.info("rl step %d/%d: reward %.3f acc %.3f cells ok %.2f groups %d loss %.4f (gen %.0fs, "
@@ -188,15 +202,15 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                         from thor_cli.records.jsonl import dumps_line
 
                         (d / f"step-{step + 1}.jsonl").write_bytes(b"".join(dumps_line(r) for r in batch.records))
-                    last = row
                     if (cfg.save_steps and (step + 1) % cfg.save_steps == 0) or step + 1 == cfg.steps:
                         save_checkpoint(out, step + 1, model, tokenizer, optimizer, scheduler, state)
             finally:
                 await grader.aclose()
-    part = out / ".final.part"
-    model.save_pretrained(str(part))
-    tokenizer.save_pretrained(str(part))
-    rundir.publish(part, out)
+    if ranks.main:
+        part = out / ".final.part"
+        model.save_pretrained(str(part))
+        tokenizer.save_pretrained(str(part))
+        rundir.publish(part, out)
     return {"steps": cfg.steps, "wall_s": round(time.monotonic() - t_run, 2), "last": last}
 
 

@@ -18,6 +18,11 @@ move; the importance-sampling weight compares those old log-probs with the gener
 Levels: trajectory samples and step samples are each aggregated over their own tokens (token-mean
 with the level's global token count across micro-batches), then added with ``step_weight``
 (THOR). The NLL term (``nll_alpha``) covers positive-advantage trajectory tokens.
+
+On several ranks (``ranks``, see ``ranks.py``) every rank holds the whole batch, so the
+advantages, the mini-batches and each level's token count are the global ones; a rank
+backpropagates only its share of each level's samples (``_trainable`` then ``Ranks.shard``), and
+the gradients are summed over ranks before the clip and the optimizer step.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from thor_cli.train.rl.collect import RLSample
 from thor_cli.train.rl.config import RLConfig
 from thor_cli.train.rl.importance import rollout_is_weights
 from thor_cli.train.rl.losses import kl_penalty, policy_loss, positive_nll
+from thor_cli.train.rl.ranks import Ranks
 
 
 def _pad(samples: Sequence[RLSample], adv: Sequence[float], pad_id: int, device: Any,
@@ -120,11 +126,19 @@ def old_logprobs(model: Any, samples: Sequence[RLSample], idx: Sequence[int], cf
     return out
 
 
+def _trainable(samples: Sequence[RLSample], members: Sequence[int], level: str) -> list[int]:
+    """The members of ``level`` that carry a loss (trained, with at least one loss token)."""
+    return [i for i in members if samples[i].level == level and samples[i].train and any(samples[i].loss_mask)]
+
+
 def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *, temperature: float,
-           top_k: int, top_p: float, pad_id: int, ref_model: Any = None, scheduler: Any = None) -> dict[str, float]:
+           top_k: int, top_p: float, pad_id: int, ref_model: Any = None, scheduler: Any = None,
+           ranks: Ranks | None = None) -> dict[str, float]:
     """``cfg.epochs`` x ``cfg.minibatches`` optimizer steps over ``samples`` (one by default:
     THOR's and DAPO's setting); returns the update's training stats (means over its optimizer
-    steps; ``optimizer_steps`` counts them)."""
+    steps; ``optimizer_steps`` counts them). ``ranks``: the same ``samples`` on every rank, each
+    training its share (module doc)."""
+    ranks = ranks or Ranks()
     if not samples:
         return {"skipped_update": 1.0}
     adv_all = group_advantages([s.reward for s in samples], [s.group for s in samples], scale=cfg.adv_scale,  # type: ignore[arg-type]
@@ -133,7 +147,8 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
     old: dict[int, list[float]] = {}
     if len(minibatches) > 1 or cfg.epochs > 1:
         # every mini-batch but the very first sees weights that already moved: score them now
-        later = [i for mb in (minibatches if cfg.epochs > 1 else minibatches[1:]) for i in mb]
+        later = [i for mb in (minibatches if cfg.epochs > 1 else minibatches[1:]) for level in ("traj", "step")
+                 for i in ranks.shard(_trainable(samples, mb, level))]
         old = old_logprobs(model, samples, later, cfg, temperature=temperature, top_k=top_k, top_p=top_p,
                            pad_id=pad_id)
     runs: list[dict[str, float]] = []
@@ -142,7 +157,7 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
             first = epoch == 0 and j == 0
             runs.append(_optimizer_step(model, optimizer, samples, mb, adv_all, {} if first else old, cfg,
                                         temperature=temperature, top_k=top_k, top_p=top_p, pad_id=pad_id,
-                                        ref_model=ref_model, scheduler=scheduler))
+                                        ref_model=ref_model, scheduler=scheduler, ranks=ranks))
     stats: dict[str, float] = {}
     for k in {k for r in runs for k in r}:
         vs = [r[k] for r in runs if k in r]
@@ -157,9 +172,10 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
 
 def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members: list[int], adv_all: list[float],
                     old_lp: dict[int, list[float]], cfg: RLConfig, *, temperature: float, top_k: int, top_p: float,
-                    pad_id: int, ref_model: Any, scheduler: Any) -> dict[str, float]:
-    """Backward over ``samples[members]`` and one optimizer step. The PPO ratio's old log-probs are
-    ``old_lp[i]`` where given, else the current weights' own (the ratio is exactly 1)."""
+                    pad_id: int, ref_model: Any, scheduler: Any, ranks: Ranks) -> dict[str, float]:
+    """Backward over this rank's share of ``samples[members]``, gradients summed over ranks, and one
+    optimizer step. The PPO ratio's old log-probs are ``old_lp[i]`` where given, else the current
+    weights' own (the ratio is exactly 1)."""
     stats: dict[str, float] = {}
     device = next(model.parameters()).device
     amp = getattr(torch, str(cfg.autocast_dtype)) if cfg.autocast_dtype not in (None, "float32") else None
@@ -169,13 +185,15 @@ def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members
     total_loss = 0.0
     t_temp = temperature if temperature > 0 else 1.0
     for level, weight in (("traj", 1.0), ("step", cfg.step_weight)):
-        idx = [i for i in members if samples[i].level == level and samples[i].train and any(samples[i].loss_mask)]
+        idx = _trainable(samples, members, level)
         if not idx:
             continue
+        # over the whole mini-batch (every rank's share): each rank's terms are parts of one loss
         level_tokens = float(sum(sum(samples[i].loss_mask) for i in idx))
         pos_tokens = float(sum(sum(samples[i].loss_mask) for i in idx if adv_all[i] > 0))
-        for start in range(0, len(idx), cfg.micro_batch):
-            part = idx[start:start + cfg.micro_batch]
+        mine = ranks.shard(idx)
+        for start in range(0, len(mine), cfg.micro_batch):
+            part = mine[start:start + cfg.micro_batch]
             batch = _pad([samples[i] for i in part], [adv_all[i] for i in part], pad_id, device,
                          old=[old_lp.get(i) for i in part])
             # targets before the shortest prompt's end are never in the loss: cut them from every tensor
@@ -223,6 +241,9 @@ def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members
                 acc.setdefault(k, []).append(v)
         stats[f"{level}_samples"] = float(len(idx))
         stats[f"{level}_tokens"] = level_tokens
+    if ranks.world > 1:
+        ranks.sum_grads(list(model.parameters()))
+        total_loss, acc = _gathered(ranks, total_loss, acc)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
     optimizer.step()
     if scheduler is not None:
@@ -233,6 +254,18 @@ def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members
     stats["grad_norm"] = float(grad_norm)
     for k, vs in acc.items():
         vs = [v for v in vs if v == v]  # drop NaNs (no active token in a micro-batch)
-        if vs:
+        if k == "nll":  # each micro-batch's is its part of the one token mean (global_tokens)
+            stats[k] = sum(vs)
+        elif vs:
             stats[k] = max(vs) if k.endswith("_max") else min(vs) if k.endswith("_min") else sum(vs) / len(vs)
     return stats
+
+
+def _gathered(ranks: Ranks, loss: float, acc: dict[str, list[float]]) -> tuple[float, dict[str, list[float]]]:
+    """The whole step's loss (the sum of the ranks' parts) and every rank's per-micro-batch stats."""
+    parts = ranks.gather([(loss, acc)])
+    merged: dict[str, list[float]] = {}
+    for _, a in parts:
+        for k, vs in a.items():
+            merged.setdefault(k, []).extend(vs)
+    return sum(x for x, _ in parts), merged

@@ -147,7 +147,7 @@ def run_sft(*, model: str, output: str, inputs: list[str], values: dict[str, Any
     from thor_cli.train.plumbing import rundir
     from thor_cli.train.plumbing.lora import lora_config
     from thor_cli.train.plumbing.metrics import METRICS_FILE, check_report_to, use_thor_callbacks
-    from thor_cli.train.plumbing.run import load_model, save_final, train
+    from thor_cli.train.plumbing.run import end_distributed, load_model, save_final, train
     from thor_cli.train.plumbing.settings import build_args
 
     out = Path(output)
@@ -205,18 +205,8 @@ def run_sft(*, model: str, output: str, inputs: list[str], values: dict[str, Any
                "last": metrics.last}
     if _is_main():
         write_manifest(str(out), "sft", config, summary)
-    _end_distributed()
+    end_distributed()
     return summary
-
-
-def _end_distributed() -> None:
-    """Tear the process group down before the interpreter does: left to exit, gloo's threads were
-    seen to abort a rank ("terminate called without an active exception") after a finished run."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def _log_skips(report: DataReport) -> None:

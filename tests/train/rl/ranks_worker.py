@@ -1,0 +1,137 @@
+"""One rank of test_rl_ranks.py's runs, and the same run on one rank in the test's own process.
+
+As a script (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set by the test or by
+accelerate launch)::
+
+    python ranks_worker.py update MODEL_DIR OUT [--per-rank-counts]   # update() on a fixed batch
+    python ranks_worker.py loop MODEL_DIR RUN_DIR STEPS [--resume]     # train_rl with a toy reward
+
+``update`` writes ``OUT.rank-R.pt``: {config name: (weights after the update, stats)}.
+``--per-rank-counts`` is the bug the test must catch: each rank normalises its token-mean terms by
+its own tokens (as DDP with per-rank means would), not by the mini-batch's over all ranks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from thor_cli.train.rl.collect import RLSample
+from thor_cli.train.rl.config import RLConfig
+from thor_cli.train.rl.ranks import Ranks
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_rl_loop import PROBLEMS  # noqa: E402  (the toy loop's problems and reward)
+from test_rl_loop import _e_rate as e_rate  # noqa: E402
+
+# each config on the same batch; "token" also runs with per-rank counts (one micro-batch per level
+# and rank, so a loss call sees a rank's whole share)
+CONFIGS: dict[str, dict[str, Any]] = {
+    "token": {"micro_batch": 8, "nll_alpha": 0.01, "max_grad_norm": 1e9, "step_weight": 0.5},
+    "minibatches": {"micro_batch": 2, "minibatches": 2, "epochs": 2, "nll_alpha": 0.01, "max_grad_norm": 0.05},
+    "seq-mean-kl": {"micro_batch": 3, "minibatches": 2, "loss_agg": "seq-mean-token-mean", "beta": 0.05,
+                    "nll_alpha": 0.0, "max_grad_norm": 1.0},
+}
+
+
+def batch() -> list[RLSample]:
+    """Three trajectory groups of 4 and a step-level group of 4: even samples long, odd ones short,
+    so a rank's share (every other sample) holds far more tokens than the other's."""
+    g = torch.Generator().manual_seed(1)
+
+    def ids(n: int) -> list[int]:
+        return torch.randint(5, 200, (n,), generator=g).tolist()
+
+    out = []
+    for i in range(16):
+        level, group = ("traj", f"g{i // 4}") if i < 12 else ("step", "step:s0")
+        c = 19 if i % 2 == 0 else 3
+        mask = [1] * c
+        if c > 10:
+            mask[4:7] = [0, 0, 0]  # a tool output inside the completion
+        reward = float((i * 5 + i // 4) % 3 == 0)
+        lp = [-2.0 + 0.1 * j for j in range(c)] if i % 3 == 0 else None  # rollout log-probs on some
+        out.append(RLSample(group, level, ids(4 + i % 5), ids(c), mask, lp, reward, train=i != 9))
+    return out
+
+
+def run_update(model_dir: str, ranks: Ranks, *, per_rank_counts: bool = False,
+               names: list[str] | None = None) -> dict[str, tuple[torch.Tensor, dict[str, float]]]:
+    from transformers import AutoModelForCausalLM
+
+    from thor_cli.train.rl import update as upd
+
+    if per_rank_counts:
+        _count_tokens_per_rank(upd, ranks.world)
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    out = {}
+    for name in names or list(CONFIGS):
+        model, ref = copy.deepcopy(base), copy.deepcopy(base).eval()
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        cfg = RLConfig(**CONFIGS[name])
+        stats = upd.update(model, opt, batch(), cfg, temperature=0.9, top_k=0, top_p=1.0, pad_id=0,
+                           ref_model=ref if cfg.beta > 0 else None, ranks=ranks)
+        out[name] = (torch.cat([p.detach().flatten() for p in model.parameters()]), stats)
+    return out
+
+
+def _count_tokens_per_rank(upd: Any, world: int) -> None:
+    """Replace the global token counts of the token-mean terms by this rank's own (x world, so that
+    equal shares would still be right): the per-rank normalisation a plain DDP port would do."""
+    policy_loss, positive_nll = upd.policy_loss, upd.positive_nll
+
+    def local_policy(logp: Any, old: Any, adv: Any, mask: Any, **kw: Any) -> Any:
+        if kw.get("global_tokens") is not None:
+            kw["global_tokens"] = float(mask.sum()) * world
+        return policy_loss(logp, old, adv, mask, **kw)
+
+    def local_nll(logp: Any, adv: Any, mask: Any, **kw: Any) -> Any:
+        kw["global_tokens"] = float((mask * (adv > 0)).sum()) * world
+        return positive_nll(logp, adv, mask, **kw)
+
+    upd.policy_loss, upd.positive_nll = local_policy, local_nll
+
+
+def loop_settings(model_dir: str, steps: int) -> tuple[Any, RLConfig]:
+    from thor_cli.stages import RunOptions
+
+    run = RunOptions(model=model_dir, temperature=1.0, max_tokens=24, self_correct=False, workers=1, concurrency=16)
+    cfg = RLConfig(steps=steps, problems_per_step=2, group_size=8, learning_rate=3e-2, dynamic_sampling=False,
+                   filter_failed_cells=False, filter_require_boxed=False, min_survivors=1, step_level=False,
+                   save_steps=1, micro_batch=4, nll_alpha=0.01)
+    return run, cfg
+
+
+def run_loop(model_dir: str, out: Path, steps: int, *, resume: bool) -> None:
+    from thor_cli.train.plumbing import rundir
+    from thor_cli.train.rl.trainer import train_rl
+
+    run, cfg = loop_settings(model_dir, steps)
+    ckpt = rundir.checkpoints(out)[-1][1] if resume else None
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(train_rl(PROBLEMS, run, cfg, out, model_path=model_dir, ckpt=ckpt, reward_fn=e_rate))
+
+
+def main(argv: list[str]) -> None:
+    from thor_cli.train.plumbing.run import end_distributed
+    from thor_cli.train.rl.ranks import start
+
+    ranks = start()
+    if argv[0] == "update":
+        res = run_update(argv[1], ranks, per_rank_counts="--per-rank-counts" in argv)
+        torch.save(res, f"{argv[2]}.rank-{ranks.rank}.pt")
+    else:
+        run_loop(argv[1], Path(argv[2]), int(argv[3]), resume="--resume" in argv)
+    print(json.dumps({"rank": ranks.rank, "world": ranks.world}), file=sys.stderr)
+    end_distributed()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

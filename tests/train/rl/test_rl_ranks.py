@@ -1,0 +1,166 @@
+"""thor rl on two data-parallel ranks (gloo on CPU) against one: the same update on the same batch,
+the same run end to end (with --resume), one writer of files, and the CLI under accelerate launch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # ranks_worker
+
+import ranks_worker  # noqa: E402
+
+from thor_cli.train.rl.ranks import Ranks  # noqa: E402
+
+WORKER = str(Path(__file__).with_name("ranks_worker.py"))
+SRC = str(Path(__file__).parents[3] / "src")
+ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
+THOR = str(Path(sys.executable).with_name("thor"))
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _two_ranks(*args: str) -> None:
+    """Run ranks_worker.py ARGS as ranks 0 and 1 of a gloo group."""
+    port = str(_free_port())
+    procs = [subprocess.Popen([sys.executable, WORKER, *args], env=_env(
+        RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
+        stderr=subprocess.PIPE, text=True) for r in range(2)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    for p, err in zip(procs, errs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+
+
+def test_one_rank_collectives_are_identities() -> None:
+    r = Ranks()
+    assert r.main and r.shard([1, 2, 3]) == [1, 2, 3] and r.gather([4]) == [4] and r.broadcast("x") == "x"
+    assert Ranks(1, 2).shard(list(range(5))) == [1, 3] and not Ranks(1, 2).main
+    p = torch.nn.Parameter(torch.ones(2))
+    p.grad = torch.full((2,), 3.0)
+    r.sum_grads([p])
+    assert p.grad.tolist() == [3.0, 3.0]
+
+
+def test_a_deepspeed_or_fsdp_launch_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from thor_cli.errors import UsageError
+    from thor_cli.train.rl.ranks import start
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(UsageError, match="deepspeed"):
+        start()
+
+
+def _gap(a: torch.Tensor, b: torch.Tensor, base: torch.Tensor) -> float:
+    """Largest difference of two updates, relative to the larger update's largest move."""
+    return float((a - b).abs().max() / torch.maximum((a - base).abs().max(), (b - base).abs().max()))
+
+
+@pytest.mark.slow
+def test_two_ranks_give_the_one_rank_update(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The same batch on 1 and 2 ranks: the same weights after the update (token-mean with the NLL
+    term and a step-level group; mini-batches and epochs with a binding gradient clip; seq-mean
+    with a KL term), the same stats, and both ranks' weights identical. The batch gives one rank
+    six times the other's tokens, so normalising by per-rank token counts moves the weights far
+    off: the test fails that way (checked here with that bug put in)."""
+    from transformers import AutoModelForCausalLM
+
+    base = torch.cat([p.detach().flatten() for p in
+                      AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).parameters()])
+    one = ranks_worker.run_update(str(tiny_model_dir), Ranks())
+    out = tmp_path / "upd"
+    _two_ranks("update", str(tiny_model_dir), str(out))
+    two = [torch.load(f"{out}.rank-{r}.pt", weights_only=False) for r in range(2)]
+    for name, (w1, s1) in one.items():
+        w2, s2 = two[0][name]
+        assert torch.equal(w2, two[1][name][0]), name  # the ranks stay in step
+        assert _gap(w1, w2, base) < 1e-4, (name, _gap(w1, w2, base))
+        assert float((w1 - base).abs().max()) > 1e-3, name  # the update moved the weights
+        assert s1.keys() == s2.keys(), name
+        for k in ("loss", "grad_norm", "traj_tokens", "step_tokens", "traj_samples", "optimizer_steps", "nll"):
+            if k in s1:
+                assert s2[k] == pytest.approx(s1[k], rel=1e-4, abs=1e-7), (name, k)
+    assert one["minibatches"][1]["grad_norm"] > 0.05  # the clip bound: it must use the global norm
+
+    _two_ranks("update", str(tiny_model_dir), str(out), "--per-rank-counts")
+    wrong = torch.load(f"{out}.rank-0.pt", weights_only=False)["token"][0]
+    assert _gap(one["token"][0], wrong, base) > 0.05, _gap(one["token"][0], wrong, base)
+
+
+def _metrics(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_ranks_run_the_one_rank_loop_and_resume(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """train_rl with a toy reward: 2 ranks (stopped after step 2, resumed to 3) give the metrics of
+    one rank's uninterrupted run: the same rollouts (each rank generates its share, seeds from the
+    keys), the same loss and gradient norm. Only rank 0 writes."""
+    from thor_cli.train.plumbing import rundir
+    from thor_cli.train.rl.trainer import train_rl
+
+    single = tmp_path / "single"
+    rundir.prepare(single, resume=False)
+    run, cfg = ranks_worker.loop_settings(str(tiny_model_dir), 3)
+    asyncio.run(train_rl(ranks_worker.PROBLEMS, run, cfg, single, model_path=str(tiny_model_dir), ckpt=None,
+                         reward_fn=ranks_worker.e_rate))
+    two = tmp_path / "two"
+    _two_ranks("loop", str(tiny_model_dir), str(two), "2")
+    assert [r["step"] for r in _metrics(two)] == [1, 2]
+    _two_ranks("loop", str(tiny_model_dir), str(two), "3", "--resume")
+    rows, ref = _metrics(two), _metrics(single)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for a, b in zip(ref, rows, strict=True):
+        assert a["trajectories"] == b["trajectories"] == 16
+        assert b["reward_mean"] == pytest.approx(a["reward_mean"], abs=1e-6), a["step"]
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-6), a["step"]
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3), a["step"]
+    assert sorted(p.name for p in two.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert (two / "config.json").is_file() and not list(two.glob(".*.part"))
+
+
+@pytest.mark.slow
+def test_thor_rl_through_accelerate_launch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The CLI on two processes: one log line and one writer of files, every rank's rollouts in
+    them; --resume continues on two ranks."""
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"What is {i}+1?", "answer": str(i + 1)}) + "\n"
+                            for i in range(4)))
+    out = tmp_path / "rl"
+    launch = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+              "-m", "thor_cli", "rl", "-m", str(tiny_model_dir), "-o", str(out), str(data), "problems_per_step=2",
+              "group_size=4", "max_tokens=16", "workers=1", "dynamic_sampling=false", "filter_require_boxed=false",
+              "min_survivors=1", "step_level=false", "save_steps=1", "save_trajectories=true"]
+    res = subprocess.run([*launch, "steps=1"], capture_output=True, text=True, timeout=600, env=_env())
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr.count("on 2 ranks") == 1 and res.stderr.count("rl step 1/1") == 1
+    manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+    assert manifest["config"]["ranks"] == 2
+    res = subprocess.run([*launch, "steps=2", "--resume"], capture_output=True, text=True, timeout=600, env=_env())
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = _metrics(out)
+    assert [r["step"] for r in rows] == [1, 2] and all(r["trajectories"] == 8 for r in rows)
+    # rank 0 writes every rank's rollouts (the random model earns no reward here: the update is
+    # skipped; the tests above train)
+    trajs = [json.loads(line) for line in (out / "trajectories" / "step-2.jsonl").read_text().splitlines()]
+    assert sorted((t["rl"]["group"], t["rl"]["sample"]) for t in trajs) == sorted(
+        {(t["rl"]["group"], s) for t in trajs for s in range(4)})
+    assert (out / "checkpoint-2" / "thor_state.json").is_file() and (out / "config.json").is_file()

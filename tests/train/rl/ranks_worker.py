@@ -21,14 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rl_toy import e_rate
+from test_rl_loop import PROBLEMS
 
 from thor_cli.train.rl.collect import RLSample
 from thor_cli.train.rl.config import RLConfig
 from thor_cli.train.rl.ranks import Ranks
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_rl_loop import PROBLEMS  # noqa: E402  (the toy loop's problems and reward)
-from test_rl_loop import _e_rate as e_rate  # noqa: E402
 
 # each config on the same batch; "token" also runs with per-rank counts (one micro-batch per level
 # and rank, so a loss call sees a rank's whole share)

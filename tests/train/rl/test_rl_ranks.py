@@ -13,13 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ranks_worker  # beside this file (tests/train/rl is on sys.path)
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # ranks_worker
-
-import ranks_worker  # noqa: E402
-
-from thor_cli.train.rl.ranks import Ranks  # noqa: E402
+from thor_cli.train.rl.ranks import Ranks
 
 WORKER = str(Path(__file__).with_name("ranks_worker.py"))
 SRC = str(Path(__file__).parents[3] / "src")

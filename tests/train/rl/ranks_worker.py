@@ -4,9 +4,11 @@ As a script (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set by t
 accelerate launch)::
 
     python ranks_worker.py update MODEL_DIR OUT [--per-rank-counts]   # update() on a fixed batch
+    python ranks_worker.py collect MODEL_DIR OUT                      # collect() on a scripted policy
     python ranks_worker.py loop MODEL_DIR RUN_DIR STEPS [--resume]     # train_rl with a toy reward
 
-``update`` writes ``OUT.rank-R.pt``: {config name: (weights after the update, stats)}.
+``update`` writes ``OUT.rank-R.pt``: {config name: (weights after the update, stats)}; ``collect``
+its stats and samples.
 ``--per-rank-counts`` is the bug the test must catch: each rank normalises its token-mean terms by
 its own tokens (as DDP with per-rank means would), not by the mini-batch's over all ranks.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rl_toy import e_rate
+from rl_toy import collect_two_problems, e_rate, two_problems_policy
 from test_rl_loop import PROBLEMS
 
 from thor_cli.train.rl.collect import RLSample
@@ -96,6 +98,28 @@ def _count_tokens_per_rank(upd: Any, world: int) -> None:
     upd.policy_loss, upd.positive_nll = local_policy, local_nll
 
 
+def run_collect(model_dir: str, ranks: Ranks) -> dict[str, Any]:
+    """rl_toy's scripted collect, with the policy's ``call`` the request's seed (from its key,
+    sample and call index) instead of the backend's call count, which depends on which rank ran
+    what; returns its stats (times left out) and samples, sorted (rank order changes the order of
+    the gathered rollouts, not their content)."""
+    from transformers import AutoTokenizer
+
+    from thor_cli.backends.scripted import ScriptedBackend
+
+    class SeededScript(ScriptedBackend):
+        async def generate(self, prompt_ids: list[int], params: Any) -> Any:
+            self._n = int(params.seed or 0)  # read by the parent before its first await
+            return await super().generate(prompt_ids, params)
+
+    backend = SeededScript(tokenizer=AutoTokenizer.from_pretrained(model_dir), script=two_problems_policy)
+    batch = collect_two_problems(backend, ranks)
+    samples = sorted((s.group, s.level, s.reward, s.train, s.prompt_ids, s.completion_ids, s.loss_mask)
+                     for s in batch.samples)
+    return {"stats": {k: v for k, v in batch.stats.items() if not k.startswith("time_")}, "samples": samples,
+            "records": len(batch.records), "local_calls": len(backend.calls)}
+
+
 def loop_settings(model_dir: str, steps: int) -> tuple[Any, RLConfig]:
     from thor_cli.stages import RunOptions
 
@@ -125,6 +149,8 @@ def main(argv: list[str]) -> None:
     if argv[0] == "update":
         res = run_update(argv[1], ranks, per_rank_counts="--per-rank-counts" in argv)
         torch.save(res, f"{argv[2]}.rank-{ranks.rank}.pt")
+    elif argv[0] == "collect":
+        torch.save(run_collect(argv[1], ranks), f"{argv[2]}.rank-{ranks.rank}.pt")
     else:
         run_loop(argv[1], Path(argv[2]), int(argv[3]), resume="--resume" in argv)
     print(json.dumps({"rank": ranks.rank, "world": ranks.world}), file=sys.stderr)

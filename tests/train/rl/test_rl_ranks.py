@@ -161,3 +161,20 @@ def test_thor_rl_through_accelerate_launch(tiny_model_dir: Path, tmp_path: Path)
     assert sorted((t["rl"]["group"], t["rl"]["sample"]) for t in trajs) == sorted(
         {(t["rl"]["group"], s) for t in trajs for s in range(4)})
     assert (out / "checkpoint-2" / "thor_state.json").is_file() and (out / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_two_ranks_collect_the_one_rank_batch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """collect on 2 ranks (each rolls out half, both gather): the same filters, dynamic sampling
+    (a second generation batch) and step-level groups as on one rank, the same batch on both."""
+    one = ranks_worker.run_collect(str(tiny_model_dir), Ranks())
+    out = tmp_path / "col"
+    _two_ranks("collect", str(tiny_model_dir), str(out))
+    two = [torch.load(f"{out}.rank-{r}.pt", weights_only=False) for r in range(2)]
+    s = one["stats"]
+    assert s["gen_batches"] == 2 and s["filtered"] > 0 and s["step_groups_kept"] > 0  # every path ran
+    assert {x[1] for x in one["samples"]} == {"step"} and {x[2] for x in one["samples"]} == {0.0, 1.0}
+    for t in two:
+        assert t["samples"] == one["samples"] and t["stats"] == one["stats"] and t["records"] == one["records"]
+    assert 0 < two[0]["local_calls"] < one["local_calls"]  # each rank generated a share
+    assert two[0]["local_calls"] + two[1]["local_calls"] == one["local_calls"]

@@ -27,9 +27,9 @@ than the issue assumed. Row 4's bound tightens as row 3 gets faster; it passes o
 
 CPU columns (issue 18): rows 2 and 3 also report the CPU the sandbox itself spent (the host
 process, the warm interpreters and their ended sessions, from /proc/<pid>/stat) and, for row 3,
-the naive way's (its subprocesses' rusage). Unlike walls, these barely move when other work
-shares the machine (CPU per new session stayed within ~10% at load 0.5 and at load 16), so on a
-shared machine they say whether a target would be met on idle cores: row 2 needs <= cores / 200
+the naive way's (its subprocesses' rusage). Unlike walls, these move little when other work
+shares the machine (CPU per new session: 6.0-6.5 ms over 3 runs at load 11-16, while the rate
+swung 100-132/s), so on a shared machine they say whether a target would be met on idle cores: row 2 needs <= cores / 200
 s of CPU a session (10 ms on 2 cores), row 3 a CPU ratio >= 200x (both sides are CPU-bound on
 idle cores). Measured at load 11-16 after issue 18's changes: 6.7 ms a session (<= ~300/s on 2
 idle cores; 279-323/s were measured while the machine was idle), row 3 1.06 ms a cell against

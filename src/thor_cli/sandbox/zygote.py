@@ -5,7 +5,8 @@ session. Standard library only; run as ``python3 -S -B -E -c <this file's source
 Process tree inside one jail (one per pool worker)::
 
     zygote (uid 0 of the jail's user namespace, keeps capabilities; numpy/sympy imported, gc frozen)
-      +-- session (pid 1 of its own pid namespace; own mount, ipc, uts [, net] namespaces;
+      +-- session (pid 1 of its own pid namespace; own mount, ipc, uts [, net] namespaces (net:
+      |            reused after its session ended, never two live sessions at once: NetPool);
       |            fresh /proc and a private tmpfs /tmp; own uid without capabilities; rlimits)
       |     +-- whatever its cells fork (killed after every cell)
       +-- session ...

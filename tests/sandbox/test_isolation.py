@@ -91,6 +91,37 @@ def test_tmp_private_per_session(pool, run) -> None:
     assert seen.stdout == "[]\n" and mine.stdout == "42\n"
 
 
+NOTE_LISTEN = "import socket\nl = socket.socket(socket.AF_UNIX)\nl.bind(b'\\0thor-note')\nl.listen()"
+NOTE_CONNECT = ("import socket\nc = socket.socket(socket.AF_UNIX)\ntry:\n    c.connect(b'\\0thor-note')\n"
+                "    print('connected')\nexcept OSError:\n    print('refused')")
+
+
+def test_network_namespace_private_per_session(pool, run) -> None:
+    """Sessions alive at once do not share a network namespace (abstract unix sockets live in it)."""
+    async def go() -> object:
+        async with await pool.session() as a, await pool.session() as b:
+            await a.run(NOTE_LISTEN)
+            return await b.run(NOTE_CONNECT)
+
+    assert run(go()).stdout == "refused\n"
+
+
+def test_socket_kept_past_its_session_reaches_no_later_session(pool, run) -> None:
+    """Network namespaces are reused (zygote.NetPool), but only without a socket left in them: a
+    listening socket kept alive in flight in a unix socket pair (a cycle no process holds) after
+    its session ended is never reachable from the sessions that come after."""
+    async def go() -> list[str]:
+        async with await pool.session() as a:
+            await a.run(NOTE_LISTEN + "\nx, y = socket.socketpair()\nsocket.send_fds(x, [b'k'], [y.fileno(), l.fileno()])")
+        outs = []
+        for _ in range(6):  # one after another: each may be given a namespace back
+            async with await pool.session() as s:
+                outs.append((await s.run(NOTE_CONNECT)).stdout)
+        return outs
+
+    assert run(go()) == ["refused\n"] * 6
+
+
 @pytest.mark.parametrize("attack", [
     "import os, signal\nos.kill(-1, signal.SIGKILL)",
     "import os, signal\nos.kill(1, signal.SIGKILL)",

@@ -39,7 +39,8 @@ class SandboxConfig:
     tmpfs_mb: int = 64  # the session's private /tmp
     nofile: int = 256  # open files per process
     preload: tuple[str, ...] = ("numpy", "sympy")  # imported once in the warm interpreter
-    session_net: bool = True  # own network namespace per session (else sessions of a worker share lo)
+    session_net: bool = True  # own network namespace per session (else sessions of a worker share lo);
+    # a namespace is reused once its session has ended and no socket is left in it (zygote.NetPool)
     seccomp: bool = True  # per-session filter: no nested namespaces, mount, ptrace, bpf, kernel keyrings...
     hugepages: bool = True  # back the warm heap with huge pages: cheaper forks and exits (Linux 6.1+)
     python: str | None = None  # interpreter in the jail; None: /usr/bin/python3 (see FACTS.md)

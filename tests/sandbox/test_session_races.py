@@ -23,7 +23,8 @@ from thor_cli.sandbox.runner import _records_from_thread
 ONE: dict[str, Any] = dict(workers=1, memory_mb=768, timeout=30.0, max_output=2000)
 PIN: dict[str, Any] = {**ONE, "workers": len(os.sched_getaffinity(0))}  # pinning needs a slot per core
 LOOPS = ["asyncio", "uvloop"]
-HOLD = "import time\ntime.sleep(0.8)\nprint('held')"  # keeps the only slot while another cell queues
+# keeps the only slot while another cell queues (2 s: room for a loaded CI machine to queue it)
+HOLD = "import time\ntime.sleep(2)\nprint('held')"
 
 
 def _on(loop: str, main: Coroutine[Any, Any, Any]) -> Any:
@@ -34,10 +35,19 @@ def _on(loop: str, main: Coroutine[Any, Any, Any]) -> Any:
         return runner.run(main)
 
 
+async def _held(p: Any) -> None:
+    """Returns once a cell holds the pool's slot (on a loaded machine that can take a while)."""
+    for _ in range(1000):
+        if p._slots._held:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("no cell took the slot")
+
+
 async def _queued(s: Any, code: str) -> asyncio.Task[ExecResult]:
     """s.run(code) as a task, returned once its request waits in the slot queue."""
     task = asyncio.ensure_future(s.run(code))
-    for _ in range(200):
+    for _ in range(1000):
         await asyncio.sleep(0.005)
         if s.pool._slots._waiting:
             return task
@@ -87,7 +97,7 @@ async def _behind_a_holder(p: SandboxPool, first: str, then: str) -> tuple[Any, 
     a, b = await p.session(), await p.session()
     await a.run(first)
     holder = asyncio.ensure_future(b.run(HOLD))
-    await asyncio.sleep(0.1)
+    await _held(p)
     return a, b, await _queued(a, then), holder
 
 
@@ -290,7 +300,7 @@ def test_a_zygote_that_dies_mid_cell_is_a_sandbox_error_and_frees_the_slot() -> 
             await a.run("x = 1")
             await b.run("y = 1")
             running = asyncio.ensure_future(a.run(HOLD))
-            await asyncio.sleep(0.2)
+            await _held(p)
             waiting = await _queued(b, "print(y)")
             os.kill(_zygote_pid(p), signal.SIGKILL)
             ra, rb = await asyncio.wait_for(asyncio.gather(running, waiting), 10)

@@ -85,6 +85,9 @@ UNCHANGED = [
     "So $\\frac{255}{512}$ is close to a half.",
     "Squares are $0, 1, 4$, or $9 \\bmod 10$; and 3 mod 10 too.",
     "",
+    # the actor computes it in its own cell already (SmolLM2 does, once cells are in its prefix)
+    "Total = 48 + 184 =\n```python\nprint(48 + 184)\n```\n```output\n156\n```",
+    "So 12 * 2 = 24.\n\n```python\nprint(12 * 2)\n```",
 ]
 
 
@@ -169,6 +172,13 @@ def test_code_is_plain_python_where_python_prints_the_exact_value() -> None:
         "10 / 3 = 3.3": "from fractions import Fraction\nprint(Fraction(10) / 3)",
         "2 ** -2 = 0.25": "print(2**(-2))",
     }
+
+
+def test_only_arithmetic_not_already_in_a_cell_gets_one() -> None:
+    step = "First 3 * 4 = 12. Then 48 + 184 =\n```python\nprint(48 + 184)\n```\nand 5 * 7 = 35 more."
+    assert rewrite_arithmetic(step).text == (
+        "First 3 * 4 =\n```python\nprint(3 * 4)\n```\nThen 48 + 184 =\n```python\nprint(48 + 184)\n```\n"
+        "and 5 * 7 =\n```python\nprint(5 * 7)\n```\nmore.")
 
 
 def test_min_digits_skips_small_sums() -> None:

@@ -11,6 +11,7 @@ from fractions import Fraction
 import pytest
 
 from thor_cli.gen import ArithmeticCritic, Critic, CriticResult, cells, rewrite_arithmetic
+from thor_cli.gen.critics import box_stated_answer
 from thor_cli.rollout.protocols import THOR
 
 F = Fraction
@@ -179,6 +180,26 @@ def test_only_arithmetic_not_already_in_a_cell_gets_one() -> None:
     assert rewrite_arithmetic(step).text == (
         "First 3 * 4 =\n```python\nprint(3 * 4)\n```\nThen 48 + 184 =\n```python\nprint(48 + 184)\n```\n"
         "and 5 * 7 =\n```python\nprint(5 * 7)\n```\nmore.")
+
+
+@pytest.mark.parametrize(("step", "boxed"), [
+    ("So the final answer is 1,234.", "So the final answer is \\boxed{1234}."),
+    ("the answer is: $-3.5$", "the answer is: $\\boxed{-3.5}$"),
+    ("The answer is 12 apples (twelve).", "The answer is \\boxed{12} apples (twelve)."),
+    ("Answer: \\boxed{3}", "Answer: \\boxed{3}"),
+    # an expression stated as the answer: none of its numbers is the answer (SmolLM2 on GSM8K wrote
+    # "the answer is 16 + 16 = 32" and got \boxed{16}: the gold, graded correct)
+    ("So, the answer is 16 + 16 = 32", "So, the answer is 16 + 16 = 32"),
+    ("The answer is 3x4 = 12, the answer is 3 times 4, the answer is 7(3+4)",
+     "The answer is 3x4 = 12, the answer is 3 times 4, the answer is 7(3+4)"),
+])
+def test_a_stated_answer_is_boxed_only_when_it_is_a_number(step: str, boxed: str) -> None:
+    assert box_stated_answer(step) == boxed
+
+
+def test_the_critic_does_not_box_part_of_an_expression() -> None:
+    res = asyncio.run(ArithmeticCritic().rewrite({}, "So, the answer is 16 + 16 = 32."))
+    assert "\\boxed" not in res.text and [c for c, _ in cells(res.text)] == ["print(16 + 16)"]
 
 
 def test_min_digits_skips_small_sums() -> None:

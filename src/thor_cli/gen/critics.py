@@ -352,8 +352,11 @@ def _apply(step: str, edits: list[_Edit]) -> tuple[str, int]:
 
 
 # "The final answer is 209784." / "the answer is: $-3.5$" -- a number stated as the answer in words
-_STATED_ANSWER = re.compile(r"((?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*\$?)(-?\d[\d,]*(?:\.\d+)?)(\$?)",
-                            re.I)
+# "the answer is 16 + 16 = 32" states an expression, not 16: a number the arithmetic goes on from is
+# not the answer (nor is a prefix of it: the digits may not stop early)
+_STATED_ANSWER = re.compile(r"((?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*\$?)(-?\d[\d,]*(?:\.\d+)?)"
+                            r"(?!\d|[.,]\d|\()(?![ \t]*(?:[-+*/^×÷·∙⋅−=<>%]|\\times|\\cdot|\\div|x[ \t]*\d|"
+                            r"(?:times|plus|minus|divided|multiplied)\b))(\$?)", re.I)
 
 
 def box_stated_answer(step: str) -> str:

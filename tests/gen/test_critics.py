@@ -192,6 +192,7 @@ def test_only_arithmetic_not_already_in_a_cell_gets_one() -> None:
     ("So, the answer is 16 + 16 = 32", "So, the answer is 16 + 16 = 32"),
     ("The answer is 3x4 = 12, the answer is 3 times 4, the answer is 7(3+4)",
      "The answer is 3x4 = 12, the answer is 3 times 4, the answer is 7(3+4)"),
+    ("The final answer is 40x = 400x", "The final answer is 40x = 400x"),  # a term, not a number
 ])
 def test_a_stated_answer_is_boxed_only_when_it_is_a_number(step: str, boxed: str) -> None:
     assert box_stated_answer(step) == boxed

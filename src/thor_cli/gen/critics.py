@@ -352,10 +352,10 @@ def _apply(step: str, edits: list[_Edit]) -> tuple[str, int]:
 
 
 # "The final answer is 209784." / "the answer is: $-3.5$" -- a number stated as the answer in words
-# "the answer is 16 + 16 = 32" states an expression, not 16: a number the arithmetic goes on from is
-# not the answer (nor is a prefix of it: the digits may not stop early)
+# "the answer is 16 + 16 = 32" states an expression, not 16, and "40x" a term: a number that the
+# arithmetic goes on from, or glued to a letter, is not the answer (nor a prefix of it: no early stop)
 _STATED_ANSWER = re.compile(r"((?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*\$?)(-?\d[\d,]*(?:\.\d+)?)"
-                            r"(?!\d|[.,]\d|\()(?![ \t]*(?:[-+*/^×÷·∙⋅−=<>%]|\\times|\\cdot|\\div|x[ \t]*\d|"
+                            r"(?!\d|[.,]\d|[(A-Za-z_])(?![ \t]*(?:[-+*/^×÷·∙⋅−=<>%]|\\times|\\cdot|\\div|x[ \t]*\d|"
                             r"(?:times|plus|minus|divided|multiplied)\b))(\$?)", re.I)
 
 

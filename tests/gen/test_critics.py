@@ -11,6 +11,7 @@ from fractions import Fraction
 import pytest
 
 from thor_cli.gen import ArithmeticCritic, Critic, CriticResult, cells, rewrite_arithmetic
+from thor_cli.gen.critics import box_stated_answer
 from thor_cli.rollout.protocols import THOR
 
 F = Fraction
@@ -85,6 +86,9 @@ UNCHANGED = [
     "So $\\frac{255}{512}$ is close to a half.",
     "Squares are $0, 1, 4$, or $9 \\bmod 10$; and 3 mod 10 too.",
     "",
+    # the actor computes it in its own cell already (SmolLM2 does, once cells are in its prefix)
+    "Total = 48 + 184 =\n```python\nprint(48 + 184)\n```\n```output\n156\n```",
+    "So 12 * 2 = 24.\n\n```python\nprint(12 * 2)\n```",
 ]
 
 
@@ -169,6 +173,34 @@ def test_code_is_plain_python_where_python_prints_the_exact_value() -> None:
         "10 / 3 = 3.3": "from fractions import Fraction\nprint(Fraction(10) / 3)",
         "2 ** -2 = 0.25": "print(2**(-2))",
     }
+
+
+def test_only_arithmetic_not_already_in_a_cell_gets_one() -> None:
+    step = "First 3 * 4 = 12. Then 48 + 184 =\n```python\nprint(48 + 184)\n```\nand 5 * 7 = 35 more."
+    assert rewrite_arithmetic(step).text == (
+        "First 3 * 4 =\n```python\nprint(3 * 4)\n```\nThen 48 + 184 =\n```python\nprint(48 + 184)\n```\n"
+        "and 5 * 7 =\n```python\nprint(5 * 7)\n```\nmore.")
+
+
+@pytest.mark.parametrize(("step", "boxed"), [
+    ("So the final answer is 1,234.", "So the final answer is \\boxed{1234}."),
+    ("the answer is: $-3.5$", "the answer is: $\\boxed{-3.5}$"),
+    ("The answer is 12 apples (twelve).", "The answer is \\boxed{12} apples (twelve)."),
+    ("Answer: \\boxed{3}", "Answer: \\boxed{3}"),
+    # an expression stated as the answer: none of its numbers is the answer (SmolLM2 on GSM8K wrote
+    # "the answer is 16 + 16 = 32" and got \boxed{16}: the gold, graded correct)
+    ("So, the answer is 16 + 16 = 32", "So, the answer is 16 + 16 = 32"),
+    ("The answer is 3x4 = 12, the answer is 3 times 4, the answer is 7(3+4)",
+     "The answer is 3x4 = 12, the answer is 3 times 4, the answer is 7(3+4)"),
+    ("The final answer is 40x = 400x", "The final answer is 40x = 400x"),  # a term, not a number
+])
+def test_a_stated_answer_is_boxed_only_when_it_is_a_number(step: str, boxed: str) -> None:
+    assert box_stated_answer(step) == boxed
+
+
+def test_the_critic_does_not_box_part_of_an_expression() -> None:
+    res = asyncio.run(ArithmeticCritic().rewrite({}, "So, the answer is 16 + 16 = 32."))
+    assert "\\boxed" not in res.text and [c for c, _ in cells(res.text)] == ["print(16 + 16)"]
 
 
 def test_min_digits_skips_small_sums() -> None:

@@ -91,3 +91,28 @@ def test_thor_gen_cli_with_the_tiny_model_and_the_real_sandbox(tiny_model_dir: P
     assert "gen: 0 kept of 2 tries" in r.stderr
     manifest = json.loads(Path(f"{out}.manifest.json").read_text())
     assert manifest["stage"] == "gen" and manifest["config"]["gen"]["tirgen"]["tries"] == 2
+
+
+@pytest.mark.slow
+def test_critic_options_reach_the_critics_engine(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """--critic-option goes to the LLM critic's backend (here a scripted one that reads its reply from
+    a file), not the actor's, and is part of the run's config."""
+    problems = tmp_path / "p.jsonl"
+    problems.write_text(json.dumps({"id": "a", "question": "What is 6*7?", "answer": "42"}) + "\n")
+    actor, critic = tmp_path / "actor.json", tmp_path / "critic.json"
+    actor.write_text(json.dumps(["I multiply six by seven, so the answer is \\boxed{42}."]))
+    critic.write_text(json.dumps(["I multiply six by seven:\n```python\nprint(6 * 7)\n```\nso the answer is "
+                                  "\\boxed{42}."]))
+    out = tmp_path / "gen.jsonl"
+    r = subprocess.run([THOR, "gen", str(problems), "--model", str(tiny_model_dir), "--backend", "scripted",
+                        "--backend-option", f"script_file={actor}", "--critic", str(tiny_model_dir),
+                        "--critic-backend", "scripted", "--critic-option", f"script_file={critic}",
+                        "--min-step-tokens", "1", "--tries", "1", "--workers", "1", "-o", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (rec,) = [json.loads(line) for line in out.read_text().splitlines()]
+    (step,) = rec["gen"]["steps"]
+    assert step["critic"].startswith("I multiply six by seven:\n```python\nprint(6 * 7)")
+    assert [c["stdout"] for c in step["cells"]] == ["42\n"] and rec["grade"]["correct"] is True
+    manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+    assert manifest["config"]["gen"]["critic"]["backend_options"] == {"script_file": str(critic)}

@@ -68,6 +68,7 @@ def test_an_accepted_rewrite_replaces_the_step_and_the_actor_continues_from_it(t
     assert res.fields["completion_ids"] == [i for t in traj.turns for i in t.ids]
     assert res.fields["completion_mask"] == [int(t.who == "policy") for t in traj.turns for _ in t.ids]
     assert res.steps[0]["cells"][0]["status"] == "ok" and res.steps[0]["critic"] == rewrite
+    assert res.steps[0]["kept"] == "critic"
 
 
 def test_a_failed_cell_is_retried_with_its_error_then_accepted(tok: Any) -> None:
@@ -75,6 +76,8 @@ def test_a_failed_cell_is_retried_with_its_error_then_accepted(tok: Any) -> None
     critic = Critic(["Compute:\n```python\nfail()\n```\n", "Compute:\n```python\nprint(42)\n```\n"])
     res, _ = _try(tok, actor, critic, TirgenConfig(step_tokens=64, min_step_tokens=1))
     assert not res.abandoned and res.steps[0]["retries"] == 1
+    (failed,) = res.steps[0]["failed"]
+    assert failed["critic"] == critic.rewrites[0] and "ValueError: bad" in failed["error"]
     assert critic.asked[1][1] is not None and "ValueError: bad" in critic.asked[1][1]  # the error went back
     traj = Trajectory.from_dict(res.fields["trajectory"])
     assert [t.exec["status"] for t in traj.turns if t.kind == "output"] == ["ok"]  # the failed try left no cell
@@ -85,7 +88,8 @@ def test_a_step_whose_cells_keep_failing_abandons_the_try(tok: Any) -> None:
     critic = Critic(["x\n```python\nfail()\n```\n"] * 3)
     res, backend = _try(tok, actor, critic, TirgenConfig(step_tokens=64, min_step_tokens=1, critic_retries=2))
     assert res.abandoned and res.fields["trajectory"]["stop_reason"] == "abandoned"
-    assert len(critic.asked) == 3 and res.steps[0]["abandoned"]
+    assert len(critic.asked) == 3 and res.steps[0]["abandoned"] and res.steps[0]["kept"] is None
+    assert [f["critic"] for f in res.steps[0]["failed"]] == critic.rewrites
     assert len(backend.calls) == 1  # the actor was not asked to go on
 
 
@@ -103,6 +107,18 @@ def test_short_steps_and_steps_without_computation_pass_through_as_the_actors_ow
     assert critic.asked[0][0] == "A longer step with no numbers at all here.\n"
     assert all(s.startswith("A longer") for s, _ in critic.asked)  # the last one cut by the token budget
     assert res.fields["completion_logprobs"] is not None  # the policy's own samples keep their log-probs
+    assert res.steps[0]["critic"] is None and res.steps[1]["critic"] == actor[1]  # asked, gave it back
+    assert all(s["kept"] == "actor" and not s["cells"] for s in res.steps)
+
+
+def test_a_critics_rewrite_without_cells_is_recorded_and_the_actors_step_kept(tok: Any) -> None:
+    actor = ["Six times seven, counted on my fingers, is 42.\n", "So \\boxed{42}."]
+    critic = Critic(["Six times seven is 42 (I checked).\n"])  # no cell: nothing to run
+    res, _ = _try(tok, actor, critic, TirgenConfig(step_tokens=64, min_step_tokens=1))
+    traj = Trajectory.from_dict(res.fields["trajectory"])
+    assert traj.turns[0].text == actor[0] and traj.turns[0].who == "policy"
+    assert res.steps[0] == {"actor": actor[0], "critic": "Six times seven is 42 (I checked).\n", "cells": [],
+                            "retries": 0, "kept": "actor"}
 
 
 def test_the_step_window_is_cut_at_the_last_line_break(tok: Any) -> None:

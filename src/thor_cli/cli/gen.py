@@ -78,6 +78,10 @@ def run(
     critic_temperature: Annotated[float, typer.Option("--critic-temperature", help="The critic's sampling "
                                                       "temperature.")] = 0.0,
     critic_max_tokens: Annotated[int, typer.Option("--critic-max-tokens", help="Tokens per rewrite.")] = 1024,
+    critic_option: Annotated[list[str] | None, typer.Option("--critic-option", help="An engine option of the "
+                                                            "critic's backend, KEY=VALUE (repeatable; JSON "
+                                                            "values): e.g. dtype=bfloat16, max_batch=16 (hf).",
+                                                            show_default=False)] = None,
     critic_prompt: Annotated[str | None, typer.Option("--critic-prompt", help="The critic's prompt template "
                                                       "({question}, {step}, {feedback}); default THOR's. Long "
                                                       "templates go in --config.", show_default=False)] = None,
@@ -155,7 +159,8 @@ def run(
                       grade=GradeConfig(code_timeout=timeout, code_memory_mb=memory))
     spec = CriticSpec(name=critic, backend=critic_backend, temperature=critic_temperature,
                       max_tokens=critic_max_tokens, base_url=critic_base_url, api_key=critic_api_key,
-                      prompt=critic_prompt, feedback=critic_feedback)
+                      prompt=critic_prompt, feedback=critic_feedback,
+                      backend_options=parse_backend_options(critic_option or [], flag="--critic-option"))
     if actor_prompt not in ("cot", "tools"):
         from thor_cli.errors import UsageError
 

@@ -19,7 +19,8 @@ Placement: with a claimed result ("= 3562719", "is 40") the cell replaces the cl
 the expression and the "=" or "is"); without one, the cell follows the end of the sentence. A
 LaTeX span ``$...$`` is rewritten only when it is ``[lhs =] expression [= claims]``: the claim is
 dropped and the span closed before the cell; any other span is left alone, as are existing code
-blocks and inline code.
+blocks and inline code, and arithmetic that leads straight into a python cell ("48 + 184 =" then
+the actor's own cell: a small actor writes cells itself once its prefix has some).
 """
 
 from __future__ import annotations
@@ -261,14 +262,18 @@ def rewrite_arithmetic(step: str, *, min_digits: int = 1) -> CriticResult:
             edits.append(_Edit(i, i, codes=pending.copy()))
             pending.clear()
 
-    for r in regions(step):
+    rs = regions(step)
+    for i, r in enumerate(rs):
         if r.kind == "code":
             flush_at(r.start)
         elif r.kind == "math":
             _math_span(step, r, edits, pending, min_digits)
         else:
             pos = r.start
+            cell_next = i + 1 < len(rs) and step.startswith(CELL_OPEN, rs[i + 1].start)
             for m in find(step, r.start, r.end, math=False, min_digits=min_digits):
+                if cell_next and _leads_into_cell(step, m, r.end):
+                    continue
                 end = _sentence_end(step, pos, m.start) if pending else None
                 if end is not None:
                     flush_at(end)
@@ -284,6 +289,17 @@ def rewrite_arithmetic(step: str, *, min_digits: int = 1) -> CriticResult:
     flush_at(len(step))
     text, n = _apply(step, edits)
     return CriticResult(text, n, text != step)
+
+
+def _leads_into_cell(step: str, m: Match, end: int) -> bool:
+    """Whether only a connector, a claim and blanks stand between ``m`` and ``end``, where a python
+    cell begins: the step computes it in that cell already ("48 + 184 =" then the actor's own
+    cell), and a second cell before it would only repeat it."""
+    pos = m.claim_end
+    if pos == m.end:
+        c = _CONNECT.match(step, pos)
+        pos = c.end() if c else pos
+    return not step[pos:end].strip(" \t\n.,;:")
 
 
 def _sentence_end(step: str, a: int, b: int) -> int | None:
@@ -336,8 +352,11 @@ def _apply(step: str, edits: list[_Edit]) -> tuple[str, int]:
 
 
 # "The final answer is 209784." / "the answer is: $-3.5$" -- a number stated as the answer in words
-_STATED_ANSWER = re.compile(r"((?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*\$?)(-?\d[\d,]*(?:\.\d+)?)(\$?)",
-                            re.I)
+# "the answer is 16 + 16 = 32" states an expression, not 16, and "40x" a term: a number that the
+# arithmetic goes on from, or glued to a letter, is not the answer (nor a prefix of it: no early stop)
+_STATED_ANSWER = re.compile(r"((?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*\$?)(-?\d[\d,]*(?:\.\d+)?)"
+                            r"(?!\d|[.,]\d|[(A-Za-z_])(?![ \t]*(?:[-+*/^×÷·∙⋅−=<>%]|\\times|\\cdot|\\div|x[ \t]*\d|"
+                            r"(?:times|plus|minus|divided|multiplied)\b))(\$?)", re.I)
 
 
 def box_stated_answer(step: str) -> str:

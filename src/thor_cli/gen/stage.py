@@ -158,10 +158,14 @@ class CriticSpec:
     api_key: str | None = None
     prompt: str | None = None  # template; None: THOR's (llm_critic.CRITIC_PROMPT)
     feedback: str | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)  # --critic-option: the critic engine's options
 
     def key(self) -> dict[str, Any]:
-        return {"name": self.name, "backend": self.backend, "temperature": self.temperature,
-                "max_tokens": self.max_tokens, "prompt": self.prompt, "feedback": self.feedback}
+        key = {"name": self.name, "backend": self.backend, "temperature": self.temperature,
+               "max_tokens": self.max_tokens, "prompt": self.prompt, "feedback": self.feedback}
+        if self.backend_options:  # engine options can change what is sampled (dtype), as for the actor
+            key["backend_options"] = dict(self.backend_options)
+        return key
 
 
 def run_file(run: RunOptions, opts: GenOptions, critic: CriticSpec, *, inputs: list[str] | None,
@@ -200,7 +204,8 @@ def run_file(run: RunOptions, opts: GenOptions, critic: CriticSpec, *, inputs: l
                                   key_config=key_config)
         from thor_cli.gen.llm_critic import CRITIC_PROMPT, FEEDBACK_NOTE, LLMCritic
 
-        copts = RunOptions(model=critic.name, backend=critic.backend, no_tools=True, temperature=critic.temperature,
+        copts = RunOptions(model=critic.name, backend=critic.backend, backend_options=dict(critic.backend_options),
+                           no_tools=True, temperature=critic.temperature,
                            max_tokens=critic.max_tokens, base_url=critic.base_url, api_key=critic.api_key,
                            self_correct=False, keep_ids=False, seed=run.seed, concurrency=run.concurrency)
         async with RunSession(copts) as cs:

@@ -16,8 +16,10 @@ One try at one problem (``tirgen_try``), on the rollout engine's step-by-step dr
    real outputs spliced in, the critic's predicted outputs dropped) and the actor goes on from it:
    the ids already fixed are never re-tokenized.
 The try ends when the actor stops (EOS, or the protocol's answer), when the token budget runs out,
-or when it is abandoned. Every step records what the actor wrote, the critic's rewrite and each
-cell's result (``gen.steps``).
+or when it is abandoned. Every step records (``gen.steps``) what the actor wrote, the critic's last
+rewrite (also one with no cell, which left the actor's step in place; None when the critic was not
+asked), each cell's result, which text the trajectory kept (``kept``: actor, critic, or None when
+abandoned) and each rewrite whose cells failed, with its error (``failed``).
 
 Departures from the reference code: cells run in one stateful session per trajectory (the
 reference runs each cell alone); the step is cut at a line break by token, never by re-encoding
@@ -82,7 +84,7 @@ async def tirgen_try(engine: Any, critic: Critic, problem: dict[str, Any], key: 
             ids, lps = comp.ids[:k], (comp.logprobs[:k] if comp.logprobs is not None else None)
             ends_with_eos = bool(ids) and ids[-1] == eos
             text = tr.decode(ids)
-            step: dict[str, Any] = {"actor": text, "critic": None, "cells": [], "retries": 0}
+            step: dict[str, Any] = {"actor": text, "critic": None, "cells": [], "retries": 0, "kept": "actor"}
             steps.append(step)
             if len(ids) < cfg.min_step_tokens or not text.strip():
                 tr.keep_sampled(ids, lps)
@@ -92,13 +94,14 @@ async def tirgen_try(engine: Any, critic: Critic, problem: dict[str, Any], key: 
                 for attempt in range(cfg.critic_retries + 1):
                     step["retries"] = attempt
                     rewrite = _text_of(await critic.rewrite(problem, text, feedback))
+                    step["critic"] = rewrite
                     segments = proto.split_calls(rewrite)
                     calls = [(t, a) for t, a in segments if t != "text"]
                     if not calls:  # nothing to compute: the actor's own step stays, as sampled
                         tr.keep_sampled(ids, lps)
+                        step["cells"] = []
                         accepted = True
                         break
-                    step["critic"] = rewrite
                     results: list[ExecResult] = []
                     failed: str | None = None
                     for tool, arg in calls:
@@ -119,13 +122,16 @@ async def tirgen_try(engine: Any, critic: Critic, problem: dict[str, Any], key: 
                         if ends_with_eos:  # the step ended the actor's answer: so does its rewrite
                             tr.add_ids([eos], author="critic")
                         n_cells += len(calls)
+                        step["kept"] = "critic"
                         accepted = True
                         break
+                    step.setdefault("failed", []).append({"critic": rewrite, "error": failed})
                     feedback = failed
                     for tool, _ in calls:
                         tr.discard_calls(tool)
                 if not accepted:
                     step["abandoned"] = True
+                    step["kept"] = None
                     return TryResult(tr.fields("abandoned"), steps, abandoned=True, n_cells=n_cells)
             if final:
                 stop = "answer" if tr.final_answer() is not None else "eos"

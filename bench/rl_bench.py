@@ -39,7 +39,10 @@ more from the larger batch. Where thor's rollout time goes (py-spy): ~40% of the
 worker is prefill, because every resumed trajectory (after each cell) is a new request that
 prefills its whole context, and the G samples of a prompt each prefill the same prompt, in small
 batches as cells finish; a prefix cache or keeping a row's KV across its cell would remove most
-of it. ``update`` is forward and backward only, but it computes logits (and their backward) for
+of it. With the hf backend's prefix cache (a resumed trajectory prefills only the cell's output, a
+group's identical prompts are prefilled once), on an idle 2-core machine, G=16, 2 rounds x 6
+steps, alternated with ``--prefix-cache-mb 0``: rollouts/s 1.88x and 1.89x TRL's without it,
+2.16x and 2.11x with it (thor 127 -> 145-147 rollouts/s); training tokens/s ~1.5x. ``update`` is forward and backward only, but it computes logits (and their backward) for
 every prompt position where TRL keeps only the completion's (``logits_to_keep``).
 """
 
@@ -148,7 +151,8 @@ def run_thor(model_dir: Path, probs: list[dict[str, Any]], args: argparse.Namesp
                    is_level=None, dynamic_sampling=False, max_gen_batches=1, filter_failed_cells=False,
                    filter_require_boxed=False, min_survivors=0, step_level=False)
     run = RunOptions(model=str(model_dir), backend="hf", temperature=TEMPERATURE, max_tokens=args.max_tokens,
-                     max_tool_calls=MAX_TOOL_CALLS, self_correct=False, keep_ids=True, workers=args.workers)
+                     max_tool_calls=MAX_TOOL_CALLS, self_correct=False, keep_ids=True, workers=args.workers,
+                     backend_options={"prefix_cache_mb": args.prefix_cache_mb})
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
 
@@ -353,6 +357,8 @@ def main() -> None:
     ap.add_argument("--micro-batch", type=int, default=8, help="rows per forward/backward (both trainers)")
     ap.add_argument("--lr", type=float, default=1e-5)
     ap.add_argument("--workers", type=int, default=2, help="sandbox workers (both)")
+    ap.add_argument("--prefix-cache-mb", type=float, default=1024,
+                    help="thor's hf prefix cache (0: off, to measure what it brings)")
     ap.add_argument("--rounds", type=int, default=2, help="runs of each trainer, alternated (steps pooled)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (1: on a shared 2-core machine 2 threads spin ~8x slower)")

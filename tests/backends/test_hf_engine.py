@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hf_reference import reference_logprobs
 
 from thor_cli.backends import SamplingParams, load_backend
 from thor_cli.backends.hf import HFBackend
@@ -22,15 +23,6 @@ def small_batch(tiny_model_dir: Path) -> Any:
     backend = HFBackend(str(tiny_model_dir), max_batch=3)
     yield backend
     asyncio.run(backend.close())
-
-
-def _reference_logprobs(backend: HFBackend, prompt: list[int], ids: list[int], temperature: float) -> list[float]:
-    import torch
-
-    with torch.inference_mode():
-        logits = backend.model(input_ids=torch.tensor([prompt + ids])).logits[0, len(prompt) - 1:-1].float()
-    logp = torch.log_softmax(logits / temperature, dim=-1)
-    return logp.gather(1, torch.tensor(ids)[:, None]).squeeze(1).tolist()
 
 
 def test_logprobs_match_a_full_forward_under_continuous_batching(small_batch: HFBackend) -> None:
@@ -51,7 +43,7 @@ def test_logprobs_match_a_full_forward_under_continuous_batching(small_batch: HF
     outs = asyncio.run(main())
     for (prompt, max_tokens, _), out in zip(cases, outs, strict=True):
         assert len(out.ids) == max_tokens or out.finish_reason == "eos"
-        ref = _reference_logprobs(small_batch, prompt, out.ids, 0.8)
+        ref = reference_logprobs(small_batch, prompt, out.ids, 0.8)
         assert out.logprobs == pytest.approx(ref, abs=1e-4)
 
 

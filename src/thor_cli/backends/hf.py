@@ -26,8 +26,19 @@ Weights: ``load_weights`` copies a state dict, a module's or a checkpoint folder
 the running model in place, between two decoding steps (``paused()`` is the handshake with the
 worker); ``HFBackend.from_model`` wraps a live model, such as a trainer's, without a copy.
 
-Not covered: prefix caching, sliding-window caches (such models run with a full cache, which is
-correct but uses more memory), speculative decoding, more than one device.
+Prefix cache. A tool-integrated trajectory comes back after each cell with its whole context as
+a new prompt: everything it had plus the cell's output. So a row that ends on a stop string (a
+tool call) parks its KV cache, and a later prompt that starts with a parked sequence prefills only
+what is new (``prefix_cache_mb``, default 1024; 0 turns it off). A parked entry is taken by the
+first prompt that extends it whole; one that shares only part of it (a retry after backing off,
+a branch) uses that part and leaves the entry for others; the least recently used go first when
+the budget is full. Identical prompts admitted together (a group's G samples) are prefilled once.
+Parked entries are dropped whenever the weights may change (``paused()``, ``load_weights``).
+Reused keys were computed in an earlier forward, so a continuation's numbers can differ from a
+cold prefill's in the last bits, as they do between batch compositions.
+
+Not covered: sliding-window caches (such models run with a full cache, which is correct but uses
+more memory), speculative decoding, more than one device.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ import inspect
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -67,6 +79,33 @@ class _Request:
         return self.future.done()
 
 
+@dataclass(eq=False)
+class _Parked:
+    """The KV cache of a finished row: ``tokens`` are the ids it holds, one (keys, values) pair
+    per layer, each (1, heads, len(tokens), head_dim)."""
+
+    tokens: list[int]
+    layers: list[tuple[Any, Any]]
+    nbytes: int
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two id lists (slice comparisons run in C)."""
+    n = min(len(a), len(b))
+    if n == 0 or a[0] != b[0]:
+        return 0
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 1, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def _resolve(model: str) -> str:
     from thor_cli.models.resolve import resolve_model
 
@@ -79,11 +118,12 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", max_batch: int = 32,
-                 max_prefill_tokens: int = 16384, attn_implementation: str | None = None,
-                 trust_remote_code: bool = False, **unknown: Any) -> None:
+                 max_prefill_tokens: int = 16384, prefix_cache_mb: float = 1024,
+                 attn_implementation: str | None = None, trust_remote_code: bool = False, **unknown: Any) -> None:
         if unknown:
             raise BackendError(f"hf backend: unknown options {sorted(unknown)}",
-                               "known: device, dtype, max_batch, max_prefill_tokens, attn_implementation")
+                               "known: device, dtype, max_batch, max_prefill_tokens, prefix_cache_mb, "
+                               "attn_implementation")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -111,12 +151,12 @@ class HFBackend:
         except (OSError, ValueError) as e:
             raise BackendError(f"hf backend: cannot load model {model!r} ({e})",
                                "pass a checkpoint folder, a cached name (thor models list) or an HF id") from e
-        self._setup(max_batch, max_prefill_tokens)
+        self._setup(max_batch, max_prefill_tokens, prefix_cache_mb)
         log.debug("hf backend: %s on %s (%s), max_context %d", path, self.device, self.model.dtype, self.max_context)
 
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, *, max_batch: int = 32,
-                   max_prefill_tokens: int = 16384) -> HFBackend:
+    def from_model(cls, model: Any, tokenizer: Any, *, max_batch: int = 32, max_prefill_tokens: int = 16384,
+                   prefix_cache_mb: float = 1024) -> HFBackend:
         """Wrap a live transformers model (no copy), e.g. the trainer's own, for RL on one device.
 
         The backend generates with ``model`` as it is at each decoding step, on the model's
@@ -130,10 +170,10 @@ class HFBackend:
         self.tokenizer = tokenizer
         self._text_of = raw_decoder(tokenizer)
         self.device = next(model.parameters()).device
-        self._setup(max_batch, max_prefill_tokens)
+        self._setup(max_batch, max_prefill_tokens, prefix_cache_mb)
         return self
 
-    def _setup(self, max_batch: int, max_prefill_tokens: int) -> None:
+    def _setup(self, max_batch: int, max_prefill_tokens: int, prefix_cache_mb: float = 1024) -> None:
         """Everything but loading: limits, special ids and the worker's state."""
         import torch
 
@@ -147,6 +187,16 @@ class HFBackend:
         self.max_batch = max(1, int(max_batch))
         self.threads = torch.get_num_threads()  # the worker thread uses what the caller configured
         self.max_prefill_tokens = max(1, int(max_prefill_tokens))
+        try:
+            self.prefix_cache_bytes = max(0, int(float(prefix_cache_mb) * (1 << 20)))
+        except (TypeError, ValueError) as e:
+            raise BackendError(f"hf backend: prefix_cache_mb must be a number, got {prefix_cache_mb!r}",
+                               "pass megabytes, e.g. prefix_cache_mb=512, or 0 to turn the prefix cache off") from e
+        # Parked KV caches (see the module docstring), touched by the worker or under a pause.
+        self._parked: OrderedDict[int, _Parked] = OrderedDict()
+        self._parked_bytes = 0
+        self._parked_seq = 0
+        self.prefix_stats = {"prompt_tokens": 0, "reused_tokens": 0, "prefilled_tokens": 0, "parked": 0, "evicted": 0}
         # transformers >= 5.2x names the KV cache argument `cache` and warns on `past_key_values`.
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
@@ -243,6 +293,7 @@ class HFBackend:
             self._pauses += 1
             while self._stepping:
                 self._cond.wait()
+            self._drop_parked()  # the weights may change: parked keys would be stale
         try:
             yield
         finally:
@@ -327,6 +378,52 @@ class HFBackend:
         del self._inbox[: len(new)]
         return new
 
+    def _drop_parked(self) -> None:
+        self._parked.clear()
+        self._parked_bytes = 0
+
+    def _park(self, i: int, r: _Request) -> None:
+        """Keep row ``i``'s KV cache for a prompt that continues it (before the row is cut out)."""
+        tokens = r.prompt + r.ids[:-1]  # the last sampled id was never fed
+        cols = self._mask[i].bool()
+        if int(cols.sum()) != len(tokens):  # never expected; a wrong entry would be silent
+            log.debug("hf backend: row %d holds %d cached tokens, expected %d: not parked", i, int(cols.sum()),
+                      len(tokens))
+            return
+        layers = [(layer.keys[i:i + 1, :, cols], layer.values[i:i + 1, :, cols]) for layer in self._cache.layers]
+        nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
+        if nbytes > self.prefix_cache_bytes:
+            return
+        while self._parked and self._parked_bytes + nbytes > self.prefix_cache_bytes:
+            _, old = self._parked.popitem(last=False)
+            self._parked_bytes -= old.nbytes
+            self.prefix_stats["evicted"] += 1
+        self._parked_seq += 1
+        self._parked[self._parked_seq] = _Parked(tokens, layers, nbytes)
+        self._parked_bytes += nbytes
+        self.prefix_stats["parked"] += 1
+
+    def _lookup(self, prompt: list[int]) -> tuple[_Parked | None, int]:
+        """The parked entry sharing the longest prefix with ``prompt`` and that length (at most
+        ``len(prompt) - 1``: the last prompt token is always fed, for its logits). An entry that
+        ``prompt`` extends whole is taken out of the store."""
+        best: tuple[int, int] = (0, 0)
+        for key, entry in self._parked.items():
+            n = _common_prefix(entry.tokens, prompt)
+            if n > best[1]:
+                best = (key, n)
+        key, n = best
+        n = min(n, len(prompt) - 1)
+        if n < 8:  # too little to pay for the padding it brings
+            return None, 0
+        entry = self._parked[key]
+        if n == len(entry.tokens):
+            del self._parked[key]
+            self._parked_bytes -= entry.nbytes
+        else:
+            self._parked.move_to_end(key)
+        return entry, n
+
     def _reset(self) -> None:
         self._rows, self._cache, self._mask, self._pos, self._next = [], None, None, None, None
 
@@ -375,6 +472,8 @@ class HFBackend:
                 keep.append(i)
             else:
                 reason, stop = done
+                if reason == "stop" and self.prefix_cache_bytes:
+                    self._park(i, r)
                 self._deliver(r, Completion(
                     ids=list(r.ids), logprobs=list(r.logprobs) if r.params.logprobs else None,
                     finish_reason=reason, stop=stop,
@@ -401,19 +500,61 @@ class HFBackend:
         return out.logits[:, -1, :]
 
     def _prefill(self, new: list[_Request]) -> tuple[Any, Any, Any, Any]:
+        """Prefill the admitted prompts: identical ones once, each after its parked prefix if any.
+
+        Layout of row i (P = longest reused prefix, S = longest new suffix): the cache holds its
+        reused keys right-aligned in P columns, the suffix is fed right-aligned in S columns, and
+        the 2-D mask marks both parts; positions count on from the reused length.
+        """
         import torch
         from transformers import DynamicCache
 
-        width = max(len(r.prompt) for r in new)
-        ids = torch.full((len(new), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(new), width), dtype=torch.long)
-        for i, r in enumerate(new):
-            ids[i, width - len(r.prompt):] = torch.tensor(r.prompt)
-            mask[i, width - len(r.prompt):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+        uniq: list[_Request] = []
+        first: dict[tuple[int, ...], int] = {}
+        src: list[int] = []
+        for r in new:
+            j = first.setdefault(tuple(r.prompt), len(uniq))
+            if j == len(uniq):
+                uniq.append(r)
+            src.append(j)
+        pasts = [self._lookup(r.prompt) if self.prefix_cache_bytes and self._parked else (None, 0) for r in uniq]
+        width_p = max(n for _, n in pasts)
+        suffixes = [r.prompt[n:] for r, (_, n) in zip(uniq, pasts, strict=True)]
+        width_s = max(len(x) for x in suffixes)
+        m = len(uniq)
+        ids = torch.full((m, width_s), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((m, width_p + width_s), dtype=torch.long)
+        positions = torch.zeros((m, width_s), dtype=torch.long)
+        for i, (suffix, (_, n)) in enumerate(zip(suffixes, pasts, strict=True)):
+            ids[i, width_s - len(suffix):] = torch.tensor(suffix)
+            mask[i, width_p - n:width_p] = 1
+            mask[i, width_p + width_s - len(suffix):] = 1
+            positions[i, width_s - len(suffix):] = torch.arange(n, n + len(suffix))
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        cache: Any = DynamicCache()
+        if width_p:
+            ref = next(e for e, _ in pasts if e is not None).layers
+            layers = []
+            for li, (k0, v0) in enumerate(ref):
+                keys = k0.new_zeros((m, k0.shape[1], width_p, k0.shape[3]))
+                values = v0.new_zeros((m, v0.shape[1], width_p, v0.shape[3]))
+                for i, (entry, n) in enumerate(pasts):
+                    if entry is not None:
+                        keys[i, :, width_p - n:] = entry.layers[li][0][0, :, :n]
+                        values[i, :, width_p - n:] = entry.layers[li][1][0, :, :n]
+                layers.append((keys, values))
+            cache = DynamicCache(ddp_cache_data=layers)
         logits = self._forward(ids, mask, positions, cache, last_only=True)
+        stats = self.prefix_stats
+        stats["prompt_tokens"] += sum(len(r.prompt) for r in new)
+        stats["reused_tokens"] += sum(n for _, n in pasts)
+        stats["prefilled_tokens"] += sum(len(x) for x in suffixes)
+        if m < len(new):  # duplicates: copy the rows of their first occurrence
+            idx = torch.tensor(src, dtype=torch.long, device=self.device)
+            logits, mask = logits.index_select(0, idx), mask.index_select(0, idx)
+            for layer in cache.layers:
+                layer.keys = layer.keys.index_select(0, idx)
+                layer.values = layer.values.index_select(0, idx)
         pos = torch.tensor([len(r.prompt) for r in new], dtype=torch.long, device=self.device)
         return logits, cache, mask, pos
 

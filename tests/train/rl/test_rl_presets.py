@@ -26,3 +26,10 @@ def test_the_presets_are_there_and_overrides_win() -> None:
 def test_a_misspelt_key_names_the_nearest_one() -> None:
     with pytest.raises(UsageError, match="eps_high"):
         split_settings(resolve(None, {}, ["eps_hihg=0.3"]))
+
+
+def test_backend_options_on_the_command_line_are_json() -> None:
+    _, run = split_settings(resolve(None, {}, ['backend_options={"prefix_cache_mb": 0, "max_batch": 16}']))
+    assert run["backend_options"] == {"prefix_cache_mb": 0, "max_batch": 16}
+    with pytest.raises(UsageError, match="JSON object"):
+        split_settings(resolve(None, {}, ["backend_options=prefix_cache_mb=0"]))

@@ -80,6 +80,17 @@ def _scalar_kinds(tp: Any) -> tuple[type, ...]:
 def coerce(key: str, value: Any, tp: Any) -> Any:
     """``value`` converted to what field ``key`` (annotation ``tp``) takes, when it came as text:
     the first of bool, int, float that parses, else the text when the field takes text."""
+    if isinstance(value, str) and (tp is dict or getattr(tp, "__origin__", None) is dict
+                                   or str(tp).startswith("dict")):
+        import orjson
+
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise UsageError(f"{key}={value!r} is not a JSON object", f'write it as {key}=\'{{"max_batch": 16}}\'')
+        return parsed
     kinds = _scalar_kinds(tp)
     if isinstance(value, str):
         for k in kinds:

@@ -156,7 +156,9 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
         generator = copy.deepcopy(model).to(getattr(torch, str(cfg.generator_dtype))).eval()
         for p in generator.parameters():
             p.requires_grad_(False)
-    backend = HFBackend.from_model(generator, tokenizer) if run.backend == "hf" else None
+    # the engine options from_model takes (dtype and device are the generator's own)
+    hf_opts = {k: v for k, v in run.backend_options.items() if k in ("max_batch", "max_prefill_tokens", "prefix_cache_mb")}
+    backend = HFBackend.from_model(generator, tokenizer, **hf_opts) if run.backend == "hf" else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     metrics_path = out / METRICS_FILE
     t_run = time.monotonic()
@@ -175,8 +177,9 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                         update, model, optimizer, batch.samples, cfg, temperature=run.temperature, top_k=run.top_k,
                         top_p=run.top_p, pad_id=pad_id, ref_model=ref_model, scheduler=scheduler, ranks=ranks)
                     t_sync = time.monotonic()
-                    # another generator (a bf16 copy, vLLM, a server): give it the new weights
-                    if (generator is not model or backend is None) and "skipped_update" not in tstats:
+                    # another generator (a bf16 copy, vLLM, a server) gets the new weights; the live
+                    # model's own backend gets a barrier that drops its prefix cache (stale keys)
+                    if "skipped_update" not in tstats:
                         await session.backend.load_weights(model)
                     t2 = time.monotonic()
                     state["counters"]["trajectories"] += len(batch.records)

@@ -76,7 +76,7 @@ step "4. thor gen filter"
 timed filter thor gen filter "$OUT/gen.jsonl" --no-code-quality --no-single-call --min-tokens 8 \
   --summary "$OUT/filter.summary.json" -o "$OUT/sft_data.jsonl"
 
-# ---- 5. SFT (cold start) on TIRGen's kept trajectories and the worked solutions, tool output masked (~3 min) ----
+# ---- 5. SFT (cold start) on TIRGen's kept trajectories and the worked solutions, tool output masked (2-4 min) ----
 step "5. thor sft: $SFT_STEPS steps, preset cpu"
 if [ ! -f "$OUT/sft/config.json" ]; then
   RESUME=(); [ -d "$OUT/sft" ] && RESUME=(--resume)
@@ -85,7 +85,7 @@ if [ ! -f "$OUT/sft/config.json" ]; then
     "$OUT/data/solutions/train-hard.jsonl" "dtype=$DTYPE"
 fi
 
-# ---- 6. RL: THOR's GRPO with the step level, on the live policy (~6-7 min) ----
+# ---- 6. RL: THOR's GRPO with the step level, on the live policy (4-6 min) ----
 step "6. thor rl: $RL_STEPS steps, preset cpu"
 if [ ! -f "$OUT/rl/config.json" ]; then
   RESUME=(); [ -d "$OUT/rl" ] && RESUME=(--resume)
@@ -93,7 +93,7 @@ if [ ! -f "$OUT/rl/config.json" ]; then
     "steps=$RL_STEPS" "seed=$SEED" "generator_dtype=$DTYPE" "autocast_dtype=$DTYPE"
 fi
 
-# ---- 7. evaluation: each model with and without the tool, on test and hard (~50 s each) ----
+# ---- 7. evaluation: each model with and without the tool, on test and hard (~1 min each) ----
 for name in base sft rl; do
   model=$MODEL; [ "$name" != base ] && model="$OUT/$name"
   for mode in tools cot; do

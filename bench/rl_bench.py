@@ -44,6 +44,9 @@ group's identical prompts are prefilled once), on an idle 2-core machine, G=16, 
 steps, alternated with ``--prefix-cache-mb 0``: rollouts/s 1.88x and 1.89x TRL's without it,
 2.16x and 2.11x with it (thor 127 -> 145-147 rollouts/s); training tokens/s ~1.5x. ``update`` is forward and backward only, but it computes logits (and their backward) for
 every prompt position where TRL keeps only the completion's (``logits_to_keep``).
+With the hf backend's KV storage allocated ahead (written in place, free slots reused, trickling
+requests admitted together; hf.py's module doc), idle 2-core machine, 2 rounds: defaults 2.81x
+TRL's rollouts/s (thor 87.9/s, TRL 31.3/s), G=16 2.66x; training tokens/s 1.68x and 1.59x.
 """
 
 from __future__ import annotations

@@ -145,3 +145,36 @@ def test_a_failing_step_fails_its_requests_and_the_backend_recovers(small_batch:
         assert len(out.ids) == 3 or out.finish_reason == "eos"
 
     asyncio.run(main())
+
+
+def test_the_batch_storage_reuses_slots_trims_and_grows_without_changing_a_number(tiny_model_dir: Path) -> None:
+    """The running batch lives in storage allocated ahead (rows are slots, columns grow in
+    steps): a finished row's slot is taken by the next request, leading columns no row needs are
+    trimmed, a request longer than the batch widens it on the left, and the storage grows and is
+    compacted. Every path changes only where a row's numbers are kept, so every sampled token's
+    logprob must still equal a plain forward's."""
+    backend = HFBackend(str(tiny_model_dir), max_batch=4, prefix_cache_mb=0)
+    rnd = random.Random(1)
+    vocab = backend.vocab_size
+    # long prompts after short ones (widening), long generations (column growth and trimming),
+    # more requests than slots arriving over time (slot reuse, compaction as the queue drains)
+    cases = [([rnd.randrange(3, vocab) for _ in range(rnd.choice([3, 10, 90, 140]))], rnd.choice([5, 40, 150]),
+              rnd.random() * 0.3) for _ in range(16)]
+
+    async def one(i: int, prompt: list[int], max_tokens: int, delay: float) -> Any:
+        await asyncio.sleep(delay)
+        return await backend.generate(prompt, SamplingParams(max_tokens=max_tokens, seed=i, temperature=0.9))
+
+    async def main() -> list[Any]:
+        try:
+            return await asyncio.gather(*[one(i, *c) for i, c in enumerate(cases)])
+        finally:
+            await backend.close()
+
+    outs = asyncio.run(main())
+    stats = backend.storage_stats
+    assert min(stats["regrown"], stats["widened"], stats["trimmed"], stats["compacted"], stats["slots_reused"]) > 0, stats
+    for (prompt, max_tokens, _), out in zip(cases, outs, strict=True):
+        assert len(out.ids) == max_tokens or out.finish_reason == "eos"
+        ref = reference_logprobs(backend, prompt, out.ids, 0.9)
+        assert out.logprobs == pytest.approx(ref, abs=1e-4)

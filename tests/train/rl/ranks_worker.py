@@ -3,9 +3,9 @@
 As a script (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set by the test or by
 accelerate launch)::
 
-    python ranks_worker.py update MODEL_DIR OUT [--per-rank-counts]   # update() on a fixed batch
+    python ranks_worker.py update MODEL_DIR OUT [--per-rank-counts] [--fsdp]   # update() on a fixed batch
     python ranks_worker.py collect MODEL_DIR OUT                      # collect() on a scripted policy
-    python ranks_worker.py loop MODEL_DIR RUN_DIR STEPS [--resume]     # train_rl with a toy reward
+    python ranks_worker.py loop MODEL_DIR RUN_DIR STEPS [--resume] [--fsdp] [--server URL]  # train_rl, toy reward
 
 ``update`` writes ``OUT.rank-R.pt``: {config name: (weights after the update, stats)}; ``collect``
 its stats and samples.
@@ -61,23 +61,28 @@ def batch() -> list[RLSample]:
     return out
 
 
-def run_update(model_dir: str, ranks: Ranks, *, per_rank_counts: bool = False,
+def run_update(model_dir: str, ranks: Ranks, *, per_rank_counts: bool = False, fsdp: bool = False,
                names: list[str] | None = None) -> dict[str, tuple[torch.Tensor, dict[str, float]]]:
     from transformers import AutoModelForCausalLM
 
     from thor_cli.train.rl import update as upd
+    from thor_cli.train.rl.sharding import full_state, shard
 
     if per_rank_counts:
         _count_tokens_per_rank(upd, ranks.world)
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    order = [n for n, _ in base.named_parameters()]
     out = {}
     for name in names or list(CONFIGS):
         model, ref = copy.deepcopy(base), copy.deepcopy(base).eval()
+        if fsdp:
+            shard(model, ranks.world)
         opt = torch.optim.SGD(model.parameters(), lr=1.0)
         cfg = RLConfig(**CONFIGS[name])
         stats = upd.update(model, opt, batch(), cfg, temperature=0.9, top_k=0, top_p=1.0, pad_id=0,
                            ref_model=ref if cfg.beta > 0 else None, ranks=ranks)
-        out[name] = (torch.cat([p.detach().flatten() for p in model.parameters()]), stats)
+        state = full_state(model) if fsdp else dict(model.named_parameters())
+        out[name] = (torch.cat([state[n].detach().flatten() for n in order]), stats)
     return out
 
 
@@ -120,21 +125,26 @@ def run_collect(model_dir: str, ranks: Ranks) -> dict[str, Any]:
             "records": len(batch.records), "local_calls": len(backend.calls)}
 
 
-def loop_settings(model_dir: str, steps: int) -> tuple[Any, RLConfig]:
+def loop_settings(model_dir: str, steps: int, *, fsdp: bool = False, server: str | None = None) -> tuple[Any, RLConfig]:
+    """The toy loop's settings; ``server``: generate on that vLLM(-speaking) server, every rank attached."""
     from thor_cli.stages import RunOptions
 
-    run = RunOptions(model=model_dir, temperature=1.0, max_tokens=24, self_correct=False, workers=1, concurrency=16)
+    remote: dict[str, Any] = {} if server is None else {
+        "backend": "vllm-server", "backend_options": {"base_url": server, "weight_sync": "reload"}}
+    run = RunOptions(model=model_dir, temperature=1.0, max_tokens=24, self_correct=False, workers=1, concurrency=16,
+                     **remote)
     cfg = RLConfig(steps=steps, problems_per_step=2, group_size=8, learning_rate=3e-2, dynamic_sampling=False,
                    filter_failed_cells=False, filter_require_boxed=False, min_survivors=1, step_level=False,
-                   save_steps=1, micro_batch=4, nll_alpha=0.01)
+                   save_steps=1, micro_batch=4, nll_alpha=0.01, fsdp=fsdp)
     return run, cfg
 
 
-def run_loop(model_dir: str, out: Path, steps: int, *, resume: bool) -> None:
+def run_loop(model_dir: str, out: Path, steps: int, *, resume: bool, fsdp: bool = False,
+             server: str | None = None) -> None:
     from thor_cli.train.plumbing import rundir
     from thor_cli.train.rl.trainer import train_rl
 
-    run, cfg = loop_settings(model_dir, steps)
+    run, cfg = loop_settings(model_dir, steps, fsdp=fsdp, server=server)
     ckpt = rundir.checkpoints(out)[-1][1] if resume else None
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
@@ -147,12 +157,14 @@ def main(argv: list[str]) -> None:
 
     ranks = start()
     if argv[0] == "update":
-        res = run_update(argv[1], ranks, per_rank_counts="--per-rank-counts" in argv)
+        res = run_update(argv[1], ranks, per_rank_counts="--per-rank-counts" in argv, fsdp="--fsdp" in argv)
         torch.save(res, f"{argv[2]}.rank-{ranks.rank}.pt")
     elif argv[0] == "collect":
         torch.save(run_collect(argv[1], ranks), f"{argv[2]}.rank-{ranks.rank}.pt")
     else:
-        run_loop(argv[1], Path(argv[2]), int(argv[3]), resume="--resume" in argv)
+        server = argv[argv.index("--server") + 1] if "--server" in argv else None
+        run_loop(argv[1], Path(argv[2]), int(argv[3]), resume="--resume" in argv, fsdp="--fsdp" in argv,
+                 server=server)
     print(json.dumps({"rank": ranks.rank, "world": ranks.world}), file=sys.stderr)
     end_distributed()
 

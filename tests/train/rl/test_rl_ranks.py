@@ -4,11 +4,16 @@ the same run end to end (with --resume), one writer of files, and the CLI under 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ import torch
 from thor_cli.train.rl.ranks import Ranks
 
 WORKER = str(Path(__file__).with_name("ranks_worker.py"))
+STANDIN = str(Path(__file__).with_name("vllm_standin.py"))
 SRC = str(Path(__file__).parents[3] / "src")
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 THOR = str(Path(sys.executable).with_name("thor"))
@@ -55,7 +61,7 @@ def test_one_rank_collectives_are_identities() -> None:
     assert p.grad.tolist() == [3.0, 3.0]
 
 
-def test_a_deepspeed_or_fsdp_launch_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_deepspeed_launch_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from thor_cli.errors import UsageError
     from thor_cli.train.rl.ranks import start
 
@@ -101,8 +107,53 @@ def test_two_ranks_give_the_one_rank_update(tiny_model_dir: Path, tmp_path: Path
     assert _gap(one["token"][0], wrong, base) > 0.05, _gap(one["token"][0], wrong, base)
 
 
+@pytest.mark.slow
+def test_fsdp_ranks_give_the_one_rank_update(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The same batch on one rank and on two FSDP ranks (weights, gradients and optimizer state
+    sharded; gradients summed by the reduce-scatter; the rank with fewer micro-batches runs idle
+    ones so the collectives pair up): the same weights after the update in every configuration,
+    a binding global gradient clip included, and the same stats."""
+    from transformers import AutoModelForCausalLM
+
+    base = torch.cat([p.detach().flatten() for p in
+                      AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).parameters()])
+    one = ranks_worker.run_update(str(tiny_model_dir), Ranks())
+    out = tmp_path / "fsdp"
+    _two_ranks("update", str(tiny_model_dir), str(out), "--fsdp")
+    two = [torch.load(f"{out}.rank-{r}.pt", weights_only=False) for r in range(2)]
+    for name, (w1, s1) in one.items():
+        w2, s2 = two[0][name]
+        assert torch.equal(w2, two[1][name][0]), name  # both ranks gather the same full weights
+        assert _gap(w1, w2, base) < 1e-4, (name, _gap(w1, w2, base))
+        for k in ("loss", "grad_norm", "traj_tokens", "step_tokens", "optimizer_steps", "nll"):
+            if k in s1:
+                assert s2[k] == pytest.approx(s1[k], rel=1e-4, abs=1e-7), (name, k)
+
+
 def _metrics(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _one_trainer(model_dir: Path, out: Path, server: str | None = None) -> list[dict[str, Any]]:
+    """The toy loop's 3 steps in this process, uninterrupted, on one plain rank: the reference."""
+    from thor_cli.train.plumbing import rundir
+    from thor_cli.train.rl.trainer import train_rl
+
+    rundir.prepare(out, resume=False)
+    run, cfg = ranks_worker.loop_settings(str(model_dir), 3, server=server)
+    asyncio.run(train_rl(ranks_worker.PROBLEMS, run, cfg, out, model_path=str(model_dir), ckpt=None,
+                         reward_fn=ranks_worker.e_rate))
+    return _metrics(out)
+
+
+def _same_run(ref: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+    """Step by step, the same rollouts' reward, the same loss and gradient norm."""
+    assert [r["step"] for r in rows] == [r["step"] for r in ref] == [1, 2, 3]
+    for a, b in zip(ref, rows, strict=True):
+        assert a["trajectories"] == b["trajectories"] == 16
+        assert b["reward_mean"] == pytest.approx(a["reward_mean"], abs=1e-6), a["step"]
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-6), a["step"]
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3), a["step"]
 
 
 @pytest.mark.slow
@@ -110,27 +161,93 @@ def test_two_ranks_run_the_one_rank_loop_and_resume(tiny_model_dir: Path, tmp_pa
     """train_rl with a toy reward: 2 ranks (stopped after step 2, resumed to 3) give the metrics of
     one rank's uninterrupted run: the same rollouts (each rank generates its share, seeds from the
     keys), the same loss and gradient norm. Only rank 0 writes."""
-    from thor_cli.train.plumbing import rundir
-    from thor_cli.train.rl.trainer import train_rl
-
-    single = tmp_path / "single"
-    rundir.prepare(single, resume=False)
-    run, cfg = ranks_worker.loop_settings(str(tiny_model_dir), 3)
-    asyncio.run(train_rl(ranks_worker.PROBLEMS, run, cfg, single, model_path=str(tiny_model_dir), ckpt=None,
-                         reward_fn=ranks_worker.e_rate))
+    ref = _one_trainer(tiny_model_dir, tmp_path / "single")
     two = tmp_path / "two"
     _two_ranks("loop", str(tiny_model_dir), str(two), "2")
     assert [r["step"] for r in _metrics(two)] == [1, 2]
     _two_ranks("loop", str(tiny_model_dir), str(two), "3", "--resume")
-    rows, ref = _metrics(two), _metrics(single)
-    assert [r["step"] for r in rows] == [1, 2, 3]
-    for a, b in zip(ref, rows, strict=True):
-        assert a["trajectories"] == b["trajectories"] == 16
-        assert b["reward_mean"] == pytest.approx(a["reward_mean"], abs=1e-6), a["step"]
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-6), a["step"]
-        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3), a["step"]
+    _same_run(ref, _metrics(two))
     assert sorted(p.name for p in two.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
     assert (two / "config.json").is_file() and not list(two.glob(".*.part"))
+
+
+@pytest.mark.slow
+def test_fsdp_ranks_run_the_one_rank_loop_and_resume(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """One run, three launches: step 1 on one plain rank, step 2 resumed on two FSDP ranks (the
+    position-keyed optimizer state loaded into the shards), step 3 resumed on one plain rank again
+    (from the FSDP checkpoint gathered by both ranks, its optimizer state keyed by name). It gives
+    the uninterrupted one-rank run's metrics at every step (each FSDP rank generates with its full
+    copy, refreshed from the shards after every update) and its final weights."""
+    from transformers import AutoModelForCausalLM
+
+    single = tmp_path / "single"
+    ref = _one_trainer(tiny_model_dir, single)
+    two = tmp_path / "two"
+    ranks_worker.run_loop(str(tiny_model_dir), two, 1, resume=False)
+    _two_ranks("loop", str(tiny_model_dir), str(two), "2", "--resume", "--fsdp")
+    assert json.loads((two / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
+    ranks_worker.run_loop(str(tiny_model_dir), two, 3, resume=True)
+    _same_run(ref, _metrics(two))
+    # the final model, gathered from the shards: the one-rank run's (Adam's normalised steps
+    # magnify float noise in tiny gradients, so compared as a fraction of the largest move)
+    w0, w1, w2 = (torch.cat([p.detach().flatten() for p in AutoModelForCausalLM.from_pretrained(
+        d, dtype=torch.float32).parameters()]) for d in (tiny_model_dir, single, two))
+    assert float((w1 - w0).abs().max()) > 1e-2  # the run moved the weights
+    assert _gap(w1, w2, w0) < 0.01, _gap(w1, w2, w0)  # measured 0.0012
+
+
+@contextlib.contextmanager
+def _standin_server(model_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """vllm_standin.py (vLLM's routes on the hf backend) in a process of its own; yields its URL."""
+    port_file = tmp_path / f"standin-{_free_port()}.port"
+    proc = subprocess.Popen([sys.executable, STANDIN, str(model_dir), str(port_file)], env=_env(),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if port_file.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert port_file.exists(), proc.stderr.read() if proc.poll() is not None else "no port after 60 s"
+        yield f"http://127.0.0.1:{port_file.read_text()}"
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def _server_stats(url: str) -> dict[str, int]:
+    with urllib.request.urlopen(url + "/stats", timeout=30) as r:
+        return json.loads(r.read())
+
+
+@pytest.mark.slow
+def test_ranks_share_one_vllm_server(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Two trainer ranks attached to one generation server (the vLLM API, here a stand-in on the
+    hf backend): each rank sends its share of the rollouts, rank 0 alone pushes each update
+    (one reload per step, the others wait for it), and the run gives the metrics of one trainer
+    against a fresh server of its own: the same rollouts, so the server followed the weights."""
+    with _standin_server(tiny_model_dir, tmp_path) as url:
+        ref = _one_trainer(tiny_model_dir, tmp_path / "single", server=url)
+        one = _server_stats(url)
+    two = tmp_path / "two"
+    with _standin_server(tiny_model_dir, tmp_path) as url:
+        _two_ranks("loop", str(tiny_model_dir), str(two), "3", "--server", url)
+        both = _server_stats(url)
+    assert one["reloads"] == both["reloads"] == 3 and both["completions"] == one["completions"] > 0
+    assert len({r["reward_mean"] for r in ref}) > 1  # the policy moved: a server left behind would show
+    _same_run(ref, _metrics(two))
+
+
+def test_ranks_without_a_shared_server_are_refused(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several ranks each starting a vLLM server of their own is a mistake: the error says to attach."""
+    from thor_cli.errors import UsageError
+    from thor_cli.train.rl import trainer
+
+    monkeypatch.setattr(trainer, "current", lambda: Ranks(0, 2))
+    run, cfg = ranks_worker.loop_settings(str(tiny_model_dir), 1)
+    run = dataclasses.replace(run, backend="vllm-server", backend_options={})
+    with pytest.raises(UsageError, match="without base_url") as e:
+        asyncio.run(trainer.train_rl([], run, cfg, Path("unused"), model_path=str(tiny_model_dir), ckpt=None))
+    assert "base_url" in (e.value.hint or "")
 
 
 @pytest.mark.slow

@@ -36,6 +36,9 @@ class RLConfig:
     # avx512_bf16 or AMX; the importance-sampling correction covers the difference)
     generator_dtype: str | None = None
     autocast_dtype: str | None = None  # the update's forward under torch.autocast (bfloat16); null/float32: fp32
+    # on more than one rank: shard weights, gradients and optimizer state with FSDP (sharding.py);
+    # also turned on by accelerate launch with an FSDP config. false: plain data parallel
+    fsdp: bool = False
     # reward
     reward: str = "correct"  # correct: 1/0 by the grader | tapo: -1 format violation, else a task score in [0, 1]
     tool_call_penalty: float = 0.0  # tapo: per executed call

@@ -70,6 +70,17 @@ class Ranks:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def max(self, value: int) -> int:
+        """The largest ``value`` over the ranks."""
+        if self.world == 1:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.long)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
     def sum_grads(self, params: Sequence[Any]) -> None:
         """Replace each parameter's gradient by its sum over ranks, in one flat all-reduce. A
         parameter that has no gradient on any rank keeps none (an optimizer then skips it, as on
@@ -103,20 +114,22 @@ def current() -> Ranks:
     return Ranks()
 
 
+def fsdp_requested() -> bool:
+    """accelerate launch was given an FSDP config (``--use_fsdp``)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true", "yes")
+
+
 def start() -> Ranks:
     """Join the launcher's process group when there is one (``WORLD_SIZE`` > 1, set with ``RANK``,
     ``MASTER_ADDR`` and ``MASTER_PORT`` by accelerate launch and torchrun); one rank otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world <= 1:
         return current()
-    sharded = [k for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
-               if os.environ.get(k, "").lower() in ("1", "true", "yes")]
-    if sharded:
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes"):
         from thor_cli.errors import UsageError
 
-        raise UsageError(f"thor rl's ranks are plain data parallel on the CPU; this launch asks for "
-                         f"{sharded[0].split('_')[-1].lower()}",
-                         "launch with --multi_gpu (no DeepSpeed/FSDP config); those configs are for thor sft")
+        raise UsageError("thor rl's ranks are data parallel or FSDP; this launch asks for deepspeed",
+                         "launch with --multi_gpu, or --use_fsdp (or fsdp=true) to shard the weights")
     import torch.distributed as dist
 
     if not dist.is_initialized():

@@ -23,7 +23,10 @@ seeds (keys derive from the step), so it reproduces the uninterrupted run's next
 
 Under ``accelerate launch`` (or torchrun) every rank runs this loop: it generates its share of
 each step, every rank then holds the whole batch and trains its share of it, gradients summed
-(``ranks.py``); rank 0 alone writes files.
+(``ranks.py``); rank 0 alone writes files. With ``fsdp`` the trainer's weights, gradients and
+optimizer state are sharded over the ranks and every rank generates with a full copy
+(``sharding.py``). With ``backend=vllm-server`` and ``base_url`` every rank is a client of one
+vLLM server (its own nodes), generating its share over HTTP; rank 0 pushes each update to it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,14 @@ from thor_cli.train.plumbing import rundir
 from thor_cli.train.plumbing.metrics import METRICS_FILE, trim
 from thor_cli.train.rl.collect import collect, cycle
 from thor_cli.train.rl.config import RLConfig
-from thor_cli.train.rl.ranks import current
+from thor_cli.train.rl.ranks import current, fsdp_requested
+from thor_cli.train.rl.sharding import (
+    full_optimizer_state,
+    full_state,
+    load_optimizer_state,
+    optimizer_state_for,
+    shard,
+)
 from thor_cli.train.rl.update import update
 
 STAGE = "rl"
@@ -66,14 +76,16 @@ def _set_rng(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(out: Path, step: int, model: Any, tokenizer: Any, optimizer: Any, scheduler: Any,
-                    state: dict[str, Any]) -> Path:
+                    state: dict[str, Any], gathered: tuple[dict[str, Any], dict[str, Any]] | None = None) -> Path:
+    """Write ``checkpoint-STEP`` (rank 0). ``gathered``: the full model and optimizer state of a
+    sharded model (sharding.py), gathered by every rank beforehand."""
     import torch
 
     ckpt = out / f"checkpoint-{step}"
     ckpt.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(ckpt))
+    model.save_pretrained(str(ckpt), **({"state_dict": gathered[0]} if gathered else {}))
     tokenizer.save_pretrained(str(ckpt))
-    torch.save(optimizer.state_dict(), ckpt / "optimizer.pt")
+    torch.save(gathered[1] if gathered else optimizer.state_dict(), ckpt / "optimizer.pt")
     torch.save(scheduler.state_dict(), ckpt / "scheduler.pt")
     torch.save(_rng_state(), ckpt / "rng_state.pt")
     write_json_atomic(str(ckpt / "trainer_state.json"), {"global_step": step, **state})
@@ -112,9 +124,14 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
     from thor_cli.train.plumbing.run import load_model
 
     ranks = current()
-    if ranks.world > 1 and run.backend != "hf":
-        raise UsageError(f"thor rl on {ranks.world} ranks generates with the hf backend only, not {run.backend}",
-                         "drop backend= (hf), or run one trainer process with the vLLM backend")
+    fsdp = ranks.world > 1 and (cfg.fsdp or fsdp_requested())
+    remote = ranks.world > 1 and run.backend != "hf"  # every rank a client of one generation server
+    if remote and (run.backend != "vllm-server" or not run.backend_options.get("base_url")):
+        raise UsageError(f"thor rl on {ranks.world} ranks generates with the hf backend, or with one vLLM server "
+                         f"every rank attaches to; got backend {run.backend}"
+                         f"{'' if run.backend != 'vllm-server' else ' without base_url'}",
+                         "start the server (thor_cli.backends.vllm_server, or vllm serve with thor's worker "
+                         "extension) and pass backend=vllm-server with backend_options base_url; or drop backend= (hf)")
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     src = str(ckpt) if ckpt is not None else model_path
@@ -126,6 +143,18 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
         ref_model = load_model(model_path).eval()
         for p in ref_model.parameters():
             p.requires_grad_(False)
+    generator = model  # on CPU the trainer's own weights generate, unless a copy is asked for
+    if run.backend == "hf" and (fsdp or cfg.generator_dtype not in (None, "float32")):
+        # a bf16 copy (faster on CPUs that compute bf16), or under FSDP the full weights every
+        # rank decodes with (the sharded model cannot): refreshed after each update
+        import copy
+
+        generator = copy.deepcopy(model).to(getattr(torch, str(cfg.generator_dtype or "float32"))).eval()
+        for p in generator.parameters():
+            p.requires_grad_(False)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]  # the optimizer's, in order
+    if fsdp:
+        shard(model, ranks.world)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
     warm = max(cfg.warmup_steps, 0)
@@ -133,7 +162,12 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
     state: dict[str, Any] = {"consumed": 0, "counters": {"trajectories": 0, "samples_trained": 0}}
     start = 0
     if ckpt is not None:
-        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
+        # keyed by name when an FSDP run saved it, by position otherwise: either resumes either way
+        opt_state = optimizer_state_for(torch.load(ckpt / "optimizer.pt", weights_only=False), names, by_name=fsdp)
+        if fsdp:
+            load_optimizer_state(model, optimizer, opt_state)
+        else:
+            optimizer.load_state_dict(opt_state)
         scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
         _set_rng(torch.load(ckpt / "rng_state.pt", weights_only=False))
         saved = json.loads((ckpt / "trainer_state.json").read_text())
@@ -149,15 +183,8 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
         state["consumed"] += n
         return [next(stream) for _ in range(n)]
 
-    generator = model  # on CPU the trainer's own weights generate, unless a cheaper copy is asked for
-    if run.backend == "hf" and cfg.generator_dtype not in (None, "float32"):
-        import copy
-
-        generator = copy.deepcopy(model).to(getattr(torch, str(cfg.generator_dtype))).eval()
-        for p in generator.parameters():
-            p.requires_grad_(False)
     # the engine options from_model takes (dtype and device are the generator's own)
-    hf_opts = {k: v for k, v in run.backend_options.items() if k in ("max_batch", "max_prefill_tokens", "prefix_cache_mb")}
+    hf_opts = {k: v for k, v in run.backend_options.items() if k in ("max_batch", "max_prefill_tokens", "prefix_cache_mb", "admit_wait")}
     backend = HFBackend.from_model(generator, tokenizer, **hf_opts) if run.backend == "hf" else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     metrics_path = out / METRICS_FILE
@@ -179,8 +206,15 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                     t_sync = time.monotonic()
                     # another generator (a bf16 copy, vLLM, a server) gets the new weights; the live
                     # model's own backend gets a barrier that drops its prefix cache (stale keys)
-                    if "skipped_update" not in tstats:
-                        await session.backend.load_weights(model)
+                    if "skipped_update" not in tstats and remote:
+                        # rank 0 pushes the weights to the server the ranks share; the others
+                        # wait until it serves them (the broadcast is the barrier)
+                        weights = full_state(model, rank0_only=True) if fsdp else model
+                        if ranks.main:
+                            await session.backend.load_weights(weights)
+                        ranks.broadcast(None)
+                    elif "skipped_update" not in tstats:
+                        await session.backend.load_weights(full_state(model) if fsdp else model)
                     t2 = time.monotonic()
                     state["counters"]["trajectories"] += len(batch.records)
                     state["counters"]["samples_trained"] += len(batch.samples)
@@ -191,6 +225,10 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                            "time_rollout_s": round(t1 - t0, 3), "time_tools_s": round(tool_s, 3),
                            "time_train_s": round(t2 - t1, 3), "time_sync_s": round(t2 - t_sync, 3), "elapsed_s": round(time.monotonic() - t_run, 2)}
                     last = row
+                    save_now = (cfg.save_steps and (step + 1) % cfg.save_steps == 0) or step + 1 == cfg.steps
+                    # a sharded model's checkpoint is gathered by every rank, written by rank 0
+                    gathered = (full_state(model, rank0_only=True), full_optimizer_state(model, optimizer)) \
+                        if fsdp and save_now else None
                     if not ranks.main:
                         continue
                     with metrics_path.open("a") as f:
@@ -205,13 +243,14 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                         from thor_cli.records.jsonl import dumps_line
 
                         (d / f"step-{step + 1}.jsonl").write_bytes(b"".join(dumps_line(r) for r in batch.records))
-                    if (cfg.save_steps and (step + 1) % cfg.save_steps == 0) or step + 1 == cfg.steps:
-                        save_checkpoint(out, step + 1, model, tokenizer, optimizer, scheduler, state)
+                    if save_now:
+                        save_checkpoint(out, step + 1, model, tokenizer, optimizer, scheduler, state, gathered)
             finally:
                 await grader.aclose()
+    final = full_state(model, rank0_only=True) if fsdp else None  # collective
     if ranks.main:
         part = out / ".final.part"
-        model.save_pretrained(str(part))
+        model.save_pretrained(str(part), **({"state_dict": final} if fsdp else {}))
         tokenizer.save_pretrained(str(part))
         rundir.publish(part, out)
     return {"steps": cfg.steps, "wall_s": round(time.monotonic() - t_run, 2), "last": last}

@@ -39,6 +39,7 @@ from thor_cli.train.rl.config import RLConfig
 from thor_cli.train.rl.importance import rollout_is_weights
 from thor_cli.train.rl.losses import kl_penalty, policy_loss, positive_nll
 from thor_cli.train.rl.ranks import Ranks
+from thor_cli.train.rl.sharding import grad_norm_value, is_sharded
 
 
 def _pad(samples: Sequence[RLSample], adv: Sequence[float], pad_id: int, device: Any,
@@ -101,7 +102,7 @@ def minibatch_split(samples: Sequence[RLSample], n: int) -> list[list[int]]:
 
 @torch.no_grad()
 def old_logprobs(model: Any, samples: Sequence[RLSample], idx: Sequence[int], cfg: RLConfig, *, temperature: float,
-                 top_k: int, top_p: float, pad_id: int) -> dict[int, list[float]]:
+                 top_k: int, top_p: float, pad_id: int, ranks: Ranks | None = None) -> dict[int, list[float]]:
     """The current policy's log-prob of each completion token of ``samples[i]`` for ``i`` in
     ``idx``, before any optimizer step of this update: the "old" policy of PPO's ratio for every
     mini-batch after the first (and every later epoch), where the weights have moved since."""
@@ -111,6 +112,8 @@ def old_logprobs(model: Any, samples: Sequence[RLSample], idx: Sequence[int], cf
     was_training = model.training
     model.train()  # the same mode (dropout aside, identical numerics) as the update's own forward
     out: dict[int, list[float]] = {}
+    runs = -(-len(idx) // cfg.micro_batch)
+    idle = (ranks or Ranks()).max(runs) - runs if is_sharded(model) else 0  # see _optimizer_step
     try:
         for b in range(0, len(idx), cfg.micro_batch):
             part = list(idx[b:b + cfg.micro_batch])
@@ -121,6 +124,8 @@ def old_logprobs(model: Any, samples: Sequence[RLSample], idx: Sequence[int], cf
             for row, i in enumerate(part):
                 p = len(samples[i].prompt_ids) - 1 - start
                 out[i] = logp[row, p:p + len(samples[i].completion_ids)].float().tolist()
+        for _ in range(idle):
+            _idle_pass(model, samples, pad_id, device, amp, backward=False)
     finally:
         model.train(was_training)
     return out
@@ -150,7 +155,7 @@ def update(model: Any, optimizer: Any, samples: list[RLSample], cfg: RLConfig, *
         later = [i for mb in (minibatches if cfg.epochs > 1 else minibatches[1:]) for level in ("traj", "step")
                  for i in ranks.shard(_trainable(samples, mb, level))]
         old = old_logprobs(model, samples, later, cfg, temperature=temperature, top_k=top_k, top_p=top_p,
-                           pad_id=pad_id)
+                           pad_id=pad_id, ranks=ranks)
     runs: list[dict[str, float]] = []
     for epoch in range(cfg.epochs):
         for j, mb in enumerate(minibatches):
@@ -179,6 +184,7 @@ def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members
     stats: dict[str, float] = {}
     device = next(model.parameters()).device
     amp = getattr(torch, str(cfg.autocast_dtype)) if cfg.autocast_dtype not in (None, "float32") else None
+    sharded = is_sharded(model)
     model.train()
     optimizer.zero_grad(set_to_none=True)
     acc: dict[str, list[float]] = {}
@@ -192,6 +198,10 @@ def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members
         level_tokens = float(sum(sum(samples[i].loss_mask) for i in idx))
         pos_tokens = float(sum(sum(samples[i].loss_mask) for i in idx if adv_all[i] > 0))
         mine = ranks.shard(idx)
+        # every forward and backward of a sharded model is collective: as many as the rank with
+        # the most micro-batches (agreed before any of them), the others run idle ones after theirs
+        runs = -(-len(mine) // cfg.micro_batch)
+        idle = ranks.max(runs) - runs if sharded else 0
         for start in range(0, len(mine), cfg.micro_batch):
             part = mine[start:start + cfg.micro_batch]
             batch = _pad([samples[i] for i in part], [adv_all[i] for i in part], pad_id, device,
@@ -239,19 +249,22 @@ def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members
                     acc.setdefault("entropy", []).append(float(-(lsm.exp() * lsm).sum(-1).mean()))
             for k, v in pst.items():
                 acc.setdefault(k, []).append(v)
+        for _ in range(idle):
+            _idle_pass(model, samples, pad_id, device, amp, backward=True)
         stats[f"{level}_samples"] = float(len(idx))
         stats[f"{level}_tokens"] = level_tokens
     if ranks.world > 1:
-        ranks.sum_grads(list(model.parameters()))
+        if not sharded:  # FSDP's reduce-scatter has summed them (sharding.py)
+            ranks.sum_grads(list(model.parameters()))
         total_loss, acc = _gathered(ranks, total_loss, acc)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    grad_norm = grad_norm_value(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     model.eval()
     stats["loss"] = total_loss
-    stats["grad_norm"] = float(grad_norm)
+    stats["grad_norm"] = grad_norm
     for k, vs in acc.items():
         vs = [v for v in vs if v == v]  # drop NaNs (no active token in a micro-batch)
         if k == "nll":  # each micro-batch's is its part of the one token mean (global_tokens)
@@ -259,6 +272,16 @@ def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members
         elif vs:
             stats[k] = max(vs) if k.endswith("_max") else min(vs) if k.endswith("_min") else sum(vs) / len(vs)
     return stats
+
+
+def _idle_pass(model: Any, samples: Sequence[RLSample], pad_id: int, device: Any, amp: Any, *, backward: bool) -> None:
+    """A forward (and a zero-weight backward) that changes nothing, so that a rank with a smaller
+    share takes part in the collectives of a sharded model's micro-batches as often as the others."""
+    batch = _pad([samples[0]], [0.0], pad_id, device)
+    with torch.set_grad_enabled(backward):
+        logits = _completion_logits(model, batch["ids"], batch["attn"], 0, amp)
+        if backward:
+            (logits.float().sum() * 0.0).backward()
 
 
 def _gathered(ranks: Ranks, loss: float, acc: dict[str, list[float]]) -> tuple[float, dict[str, list[float]]]:

@@ -290,7 +290,6 @@ class HFBackend:
         self._sysrand = random.SystemRandom()
         # Running batch, touched only by the worker thread.
         self._rows: list[_Request | None] = []  # None: a free slot (see _merge)
-        self._live = 0  # rows that are not None
         self._steps = 0  # decoding steps so far (admission waits count them)
         self._cache: Any = None  # a transformers Cache of SlabLayers (_slab_layer_class)
         self._mask: Any = None  # (B, T) long, 1 = real token
@@ -437,8 +436,7 @@ class HFBackend:
                     for r in [*self._rows, *new]:
                         if r is not None:
                             self._deliver(r, err)
-                    self._reset()
-                    self._cache = None
+                    self._reset(drop_storage=True)
                 finally:
                     with self._cond:
                         self._stepping = False
@@ -447,8 +445,7 @@ class HFBackend:
         for r in [*self._rows, *pending]:
             if r is not None:
                 self._deliver(r, err)
-        self._reset()
-        self._cache = None
+        self._reset(drop_storage=True)
 
     def _take_new(self) -> list[_Request]:
         self._inbox = [r for r in self._inbox if not r.cancelled()]
@@ -457,7 +454,7 @@ class HFBackend:
             # A prefill stops every running row for one forward, whose cost hardly depends on how
             # few rows it holds: while the batch runs, requests that trickle in (rows back from
             # their tool calls) wait a few decoding steps to be admitted together.
-            if self._steps - min(r.arrived for r in self._inbox) < self.admit_wait:
+            if self._steps - self._inbox[0].arrived < self.admit_wait:  # the inbox is in arrival order
                 return []
         new: list[_Request] = []
         longest = 0
@@ -516,9 +513,11 @@ class HFBackend:
             self._parked.move_to_end(key)
         return entry, n
 
-    def _reset(self) -> None:
-        """Empty the batch; the storage stays for the next one (``_merge`` reuses it)."""
-        self._rows, self._live, self._mask, self._pos, self._next = [], 0, None, None, None
+    def _reset(self, *, drop_storage: bool = False) -> None:
+        """Empty the batch; the storage stays for the next one (``_merge`` reuses it) unless dropped."""
+        self._rows, self._mask, self._pos, self._next = [], None, None, None
+        if drop_storage:
+            self._cache = None
 
     def _deliver(self, req: _Request, result: Completion | BaseException) -> None:
         def settle() -> None:
@@ -665,12 +664,16 @@ class HFBackend:
     # ignored, its mask all ones so attention stays finite) until a new request takes it or
     # ``_compact`` drops the free slots once they are more than a quarter of the batch.
 
+    @property
+    def _live(self) -> int:
+        """Rows that are not free slots."""
+        return sum(r is not None for r in self._rows)
+
     def _layers(self) -> list[Any]:
         return self._cache.layers if self._cache is not None else []
 
     def _free(self, i: int) -> None:
         self._rows[i] = None
-        self._live -= 1
         self._mask[i] = 1
 
     def _merge(self, new: list[_Request], cache: Any, mask: Any, pos: Any) -> list[int]:
@@ -682,23 +685,14 @@ class HFBackend:
         m, t_new = mask.shape
         if self._live == 0:  # an empty batch: start over, reusing the storage if it is big enough
             old = self._layers()
-            fits = bool(old) and old[0].kbuf.shape[0] >= m and old[0].kbuf.shape[2] >= t_new + 1
-            layers = []
-            for li, layer in enumerate(cache.layers):
-                k, v = layer.keys, layer.values
-                if fits:
-                    slab = old[li]
-                    slab.kbuf[:m, :, :t_new] = k
-                    slab.vbuf[:m, :, :t_new] = v
-                    slab.resize(m, t_new)
-                else:
-                    slab = _slab_empty_like(k, m, t_new + _COLUMN_STEP)
-                    slab.kbuf[:, :, :t_new] = k
-                    slab.vbuf[:, :, :t_new] = v
-                    slab.resize(m, t_new)
-                layers.append(slab)
-            self._cache = Cache(layers=layers)
-            self._rows, self._live = list(new), m
+            if not (old and old[0].kbuf.shape[0] >= m and old[0].kbuf.shape[2] > t_new):
+                old = [_slab_empty_like(layer.keys, m, t_new + _COLUMN_STEP) for layer in cache.layers]
+            for slab, layer in zip(old, cache.layers, strict=True):
+                slab.kbuf[:m, :, :t_new] = layer.keys
+                slab.vbuf[:m, :, :t_new] = layer.values
+                slab.resize(m, t_new)
+            self._cache = Cache(layers=old)
+            self._rows = list(new)
             self._mask, self._pos = mask, pos
             self._next = torch.zeros(m, dtype=torch.long, device=self.device)
             return list(range(m))
@@ -729,7 +723,6 @@ class HFBackend:
         self._next[idx] = 0
         for i, r in zip(slots, new, strict=True):
             self._rows[i] = r
-        self._live += m
         return slots
 
     def _compact(self) -> None:
@@ -786,20 +779,18 @@ class HFBackend:
             self._mask = self._mask[:, -left:]
         elif left > 0:
             self._mask = torch.cat([self._mask.new_zeros((self._mask.shape[0], left)), self._mask], dim=1)
-        for i, r in enumerate(self._rows):  # free slots keep an all-ones mask (finite attention)
-            if r is None:
-                self._mask[i] = 1
+            free = [i for i, r in enumerate(self._rows) if r is None]
+            self._mask[free] = 1  # free slots keep an all-ones mask (finite attention)
         new_width = width + left
         keep = min(len(self._rows), rows)
+        cap_rows = first.shape[0] if rows <= first.shape[0] else min(max(rows, 2 * first.shape[0]),
+                                                                     max(rows, self.max_batch))
+        need = new_width + columns
+        cap_cols = first.shape[2] if need <= first.shape[2] and left == 0 else max(need + _COLUMN_STEP, int(1.5 * need))
+        src_from, dst_from = (-left, 0) if left < 0 else (0, left)
+        n_cols = width - src_from
         for li, slab in enumerate(self._layers()):
-            cap_rows = slab.kbuf.shape[0] if rows <= slab.kbuf.shape[0] else min(
-                max(rows, 2 * slab.kbuf.shape[0]), max(rows, self.max_batch))
-            need = new_width + columns
-            cap_cols = slab.kbuf.shape[2] if need <= slab.kbuf.shape[2] and left == 0 else max(
-                need + _COLUMN_STEP, int(1.5 * need))
             grown = _slab_empty_like(slab.kbuf, cap_rows, cap_cols)
-            src_from, dst_from = (-left, 0) if left < 0 else (0, left)
-            n_cols = width - src_from
             grown.kbuf[:keep, :, dst_from:dst_from + n_cols] = slab.kbuf[:keep, :, src_from:width]
             grown.vbuf[:keep, :, dst_from:dst_from + n_cols] = slab.vbuf[:keep, :, src_from:width]
             grown.resize(rows, new_width)

@@ -114,9 +114,9 @@ def current() -> Ranks:
     return Ranks()
 
 
-def fsdp_requested() -> bool:
-    """accelerate launch was given an FSDP config (``--use_fsdp``)."""
-    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true", "yes")
+def launch_flag(name: str) -> bool:
+    """A boolean the launcher set in the environment (accelerate's ``ACCELERATE_USE_*``)."""
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
 
 
 def start() -> Ranks:
@@ -125,7 +125,7 @@ def start() -> Ranks:
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world <= 1:
         return current()
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes"):
+    if launch_flag("ACCELERATE_USE_DEEPSPEED"):
         from thor_cli.errors import UsageError
 
         raise UsageError("thor rl's ranks are data parallel or FSDP; this launch asks for deepspeed",

@@ -68,7 +68,8 @@ def run_cli(*, model: str | None, output: str | None, data: list[str], preset: s
     from thor_cli.stages import load_problems
     from thor_cli.train.plumbing import rundir
     from thor_cli.train.plumbing.run import end_distributed
-    from thor_cli.train.rl.ranks import fsdp_requested, start
+    from thor_cli.train.rl import sharding
+    from thor_cli.train.rl.ranks import start
     from thor_cli.train.rl.trainer import train_rl
 
     if not model:
@@ -101,7 +102,7 @@ def run_cli(*, model: str | None, output: str | None, data: list[str], preset: s
     ckpt = out / ckpt_name if ckpt_name is not None else None
     if ranks.main:
         rollout = {k: v for k, v in dataclasses.asdict(run).items() if k != "api_key"}
-        sharded = ranks.world > 1 and (cfg.fsdp or fsdp_requested())
+        sharded = sharding.enabled(cfg.fsdp, ranks.world)
         config = {"model": path, "rl": cfg.to_dict(), "rollout": rollout, "problems": len(problems),
                   "ranks": ranks.world, "fsdp": sharded}
         write_manifest(str(out), "rl", config)

@@ -11,7 +11,7 @@ What changes against plain data parallel (ranks.py):
   the sum forced in the communication: gloo has no pre-multiplied sum) instead of averaging.
 - **Equal collectives:** every forward and backward is collective, so every rank runs as many
   micro-batches as the rank with the largest share; the others run zero-weight ones
-  (``pad_micro_batches``).
+  (update.py's ``_idle_runs`` and ``_idle_pass``).
 - **Generation:** a full copy of the weights on every rank (the ``hf`` backend cannot decode
   from shards), refreshed from ``full_state`` after each update; the sharded model never
   generates.
@@ -24,6 +24,14 @@ What changes against plain data parallel (ranks.py):
 from __future__ import annotations
 
 from typing import Any
+
+
+def enabled(fsdp: bool, world: int) -> bool:
+    """Whether this run shards: ``fsdp=true`` or an accelerate FSDP launch (``--use_fsdp``), on
+    more than one rank."""
+    from thor_cli.train.rl.ranks import launch_flag
+
+    return world > 1 and (fsdp or launch_flag("ACCELERATE_USE_FSDP"))
 
 
 def is_sharded(model: Any) -> bool:

@@ -46,8 +46,9 @@ from thor_cli.train.plumbing import rundir
 from thor_cli.train.plumbing.metrics import METRICS_FILE, trim
 from thor_cli.train.rl.collect import collect, cycle
 from thor_cli.train.rl.config import RLConfig
-from thor_cli.train.rl.ranks import current, fsdp_requested
+from thor_cli.train.rl.ranks import current
 from thor_cli.train.rl.sharding import (
+    enabled,
     full_optimizer_state,
     full_state,
     load_optimizer_state,
@@ -124,7 +125,7 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
     from thor_cli.train.plumbing.run import load_model
 
     ranks = current()
-    fsdp = ranks.world > 1 and (cfg.fsdp or fsdp_requested())
+    fsdp = enabled(cfg.fsdp, ranks.world)
     remote = ranks.world > 1 and run.backend != "hf"  # every rank a client of one generation server
     if remote and (run.backend != "vllm-server" or not run.backend_options.get("base_url")):
         raise UsageError(f"thor rl on {ranks.world} ranks generates with the hf backend, or with one vLLM server "
@@ -206,15 +207,14 @@ async def train_rl(problems: list[dict[str, Any]], run: RunOptions, cfg: RLConfi
                     t_sync = time.monotonic()
                     # another generator (a bf16 copy, vLLM, a server) gets the new weights; the live
                     # model's own backend gets a barrier that drops its prefix cache (stale keys)
-                    if "skipped_update" not in tstats and remote:
-                        # rank 0 pushes the weights to the server the ranks share; the others
-                        # wait until it serves them (the broadcast is the barrier)
-                        weights = full_state(model, rank0_only=True) if fsdp else model
-                        if ranks.main:
+                    if "skipped_update" not in tstats:
+                        # under FSDP the gathered full weights (collective): on every rank for
+                        # its own generator, on rank 0 alone for a server the ranks share
+                        weights = full_state(model, rank0_only=remote) if fsdp else model
+                        if ranks.main or not remote:
                             await session.backend.load_weights(weights)
-                        ranks.broadcast(None)
-                    elif "skipped_update" not in tstats:
-                        await session.backend.load_weights(full_state(model) if fsdp else model)
+                        if remote:  # the others wait until the server serves the new weights
+                            ranks.broadcast(None)
                     t2 = time.monotonic()
                     state["counters"]["trajectories"] += len(batch.records)
                     state["counters"]["samples_trained"] += len(batch.samples)

@@ -112,8 +112,7 @@ def old_logprobs(model: Any, samples: Sequence[RLSample], idx: Sequence[int], cf
     was_training = model.training
     model.train()  # the same mode (dropout aside, identical numerics) as the update's own forward
     out: dict[int, list[float]] = {}
-    runs = -(-len(idx) // cfg.micro_batch)
-    idle = (ranks or Ranks()).max(runs) - runs if is_sharded(model) else 0  # see _optimizer_step
+    idle = _idle_runs(model, ranks or Ranks(), len(idx), cfg.micro_batch)
     try:
         for b in range(0, len(idx), cfg.micro_batch):
             part = list(idx[b:b + cfg.micro_batch])
@@ -184,7 +183,6 @@ def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members
     stats: dict[str, float] = {}
     device = next(model.parameters()).device
     amp = getattr(torch, str(cfg.autocast_dtype)) if cfg.autocast_dtype not in (None, "float32") else None
-    sharded = is_sharded(model)
     model.train()
     optimizer.zero_grad(set_to_none=True)
     acc: dict[str, list[float]] = {}
@@ -198,10 +196,7 @@ def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members
         level_tokens = float(sum(sum(samples[i].loss_mask) for i in idx))
         pos_tokens = float(sum(sum(samples[i].loss_mask) for i in idx if adv_all[i] > 0))
         mine = ranks.shard(idx)
-        # every forward and backward of a sharded model is collective: as many as the rank with
-        # the most micro-batches (agreed before any of them), the others run idle ones after theirs
-        runs = -(-len(mine) // cfg.micro_batch)
-        idle = ranks.max(runs) - runs if sharded else 0
+        idle = _idle_runs(model, ranks, len(mine), cfg.micro_batch)
         for start in range(0, len(mine), cfg.micro_batch):
             part = mine[start:start + cfg.micro_batch]
             batch = _pad([samples[i] for i in part], [adv_all[i] for i in part], pad_id, device,
@@ -254,7 +249,7 @@ def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members
         stats[f"{level}_samples"] = float(len(idx))
         stats[f"{level}_tokens"] = level_tokens
     if ranks.world > 1:
-        if not sharded:  # FSDP's reduce-scatter has summed them (sharding.py)
+        if not is_sharded(model):  # FSDP's reduce-scatter has summed them (sharding.py)
             ranks.sum_grads(list(model.parameters()))
         total_loss, acc = _gathered(ranks, total_loss, acc)
     grad_norm = grad_norm_value(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
@@ -272,6 +267,16 @@ def _optimizer_step(model: Any, optimizer: Any, samples: list[RLSample], members
         elif vs:
             stats[k] = max(vs) if k.endswith("_max") else min(vs) if k.endswith("_min") else sum(vs) / len(vs)
     return stats
+
+
+def _idle_runs(model: Any, ranks: Ranks, items: int, micro_batch: int) -> int:
+    """How many idle passes this rank runs after its micro-batches over ``items``: every forward
+    and backward of a sharded model is collective, so each rank runs as many as the rank with the
+    most (agreed before any of them: agreeing after would deadlock); 0 when not sharded."""
+    if not is_sharded(model):
+        return 0
+    runs = -(-items // micro_batch)
+    return ranks.max(runs) - runs
 
 
 def _idle_pass(model: Any, samples: Sequence[RLSample], pad_id: int, device: Any, amp: Any, *, backward: bool) -> None:

@@ -58,6 +58,39 @@ def test_a_session_with_its_next_cell_ready_keeps_the_slot_within_its_slice() ->
     assert asyncio.run(go(0.0)) == ["batch", "other"] + ["batch"] * 4  # no slice: strict turns
 
 
+def test_a_next_cell_sent_by_another_task_keeps_the_slot_too() -> None:
+    """thor exec run sends a session's next cell from another task, which waits for the cell
+    before: it asks a few turns of the loop after the release, and still keeps the slot."""
+
+    async def go() -> list[str]:
+        slots, order = CellSlots(1, slice_s=10.0), []
+        loop = asyncio.get_running_loop()
+        before: asyncio.Future[None] = loop.create_future()
+        before.set_result(None)
+
+        async def chained(prev: asyncio.Future[None], mine: asyncio.Future[None]) -> None:
+            await asyncio.shield(prev)  # as run_records' cell() waits for the session's last cell
+            try:
+                await _one_cell(slots, "batch", order, 0.001)
+            finally:
+                mine.set_result(None)
+
+        tasks = []
+        for _ in range(4):
+            mine = loop.create_future()
+            tasks.append(asyncio.ensure_future(chained(before, mine)))
+            before = mine
+
+        async def other() -> None:
+            await asyncio.sleep(0.0005)  # queues while batch runs its first cell
+            await _one_cell(slots, "other", order)
+
+        await asyncio.gather(*tasks, other())
+        return order
+
+    assert asyncio.run(go()) == ["batch"] * 4 + ["other"]
+
+
 def test_a_slot_its_owner_does_not_ask_for_again_at_once_goes_to_the_next_waiter() -> None:
     async def go() -> list[str]:
         slots, order = CellSlots(1, slice_s=10.0), []

@@ -24,6 +24,9 @@ Timeout = Annotated[float, typer.Option("--timeout", help="Wall-clock seconds pe
 Memory = Annotated[int, typer.Option("--memory", help="Memory (address space) per session, MB; numpy+sympy need ~256.")]
 Workers = Annotated[int | None, typer.Option("--workers", help="Cells executing at once, and warm interpreters. "
                                              "Default: the number of cores.", show_default=False)]
+Slice = Annotated[float, typer.Option(
+    "--slice", help="Seconds a session whose next cell is already waiting keeps its core while other sessions "
+    "wait (its caches stay warm: more cells/s over a file, longer waits for the others); 0 = strict turns.")]
 MaxOutput = Annotated[int, typer.Option("--max-output", help="Characters kept of a cell's stdout and of its stderr "
                                         "(head and tail, marked when cut).")]
 
@@ -40,7 +43,8 @@ SERVE_EPILOG = examples(
 )
 
 
-def _config(timeout: float, memory: int, workers: int | None, max_output: int, max_sessions: int = 1) -> Any:
+def _config(timeout: float, memory: int, workers: int | None, max_output: int, max_sessions: int = 1,
+            slice_s: float = 0.0) -> Any:
     from thor_cli.sandbox import SandboxConfig
     from thor_cli.sandbox.config import timeout_problem
 
@@ -51,7 +55,10 @@ def _config(timeout: float, memory: int, workers: int | None, max_output: int, m
                         ("--max-sessions", max_sessions)):
         if value is not None and value < 1:
             raise UsageError(f"{flag}: must be at least 1, got {value}", f"see thor exec --help for {flag}")
-    return SandboxConfig(timeout=timeout, memory_mb=memory, workers=workers, max_output=max_output)
+    if not 0 <= slice_s <= 10:  # (also refuses NaN)
+        raise UsageError(f"--slice: must be between 0 and 10 seconds, got {slice_s!r}",
+                         "e.g. --slice 0.05 (the default of thor exec run), or --slice 0 for strict turns")
+    return SandboxConfig(timeout=timeout, memory_mb=memory, workers=workers, max_output=max_output, slice_s=slice_s)
 
 
 @app.command("run", epilog=RUN_EPILOG)
@@ -62,6 +69,7 @@ def run(
     memory: Memory = 1024,
     workers: Workers = None,
     max_output: MaxOutput = 10_000,
+    slice_s: Slice = 0.05,
     unordered: Annotated[bool, typer.Option("--unordered", help="Write results as they finish, not in input order.")] = False,
     max_sessions: Annotated[int, typer.Option("--max-sessions", help="Named sessions open at once (a few MB each); "
                                               "past it the one idle longest is closed and its later cells get "
@@ -82,7 +90,7 @@ def run(
     from thor_cli.sandbox import SandboxPool
     from thor_cli.sandbox.runner import run_records
 
-    cfg = _config(timeout, memory, workers, max_output, max_sessions)
+    cfg = _config(timeout, memory, workers, max_output, max_sessions, slice_s)
     params = dict(timeout=timeout, memory=memory, max_output=max_output)  # what determines results
     # a session's cells must stay together: shards split by session, not by line
     with open_stream("exec", inputs, output, resume=resume, shard=shard, limit=limit, config=params,

@@ -7,13 +7,18 @@ reply. So the next waiting cell's request is on its way to its interpreter befor
 does anything else (no task to wake, no loop turn in between). Each owner holds at most one
 slot (a session runs one cell at a time).
 
-With ``slice_s > 0``, a session that finishes a cell and asks for a slot again before the loop's
-next turn (its next cell was already waiting, as in a batch over a file) keeps its slot: its
-process is still warm in the CPU's caches. It keeps it for consecutive cells only up to
-``slice_s`` seconds while other sessions wait, then queues behind them. The price is tail
-latency for the others: on 2 cores, 8 sessions running trivial cells back to back, p99.9 went
-from 5 ms (strict turns) to 150 ms with ``slice_s=0.05``. Rollouts gain nothing from it (the
-model writes a session's next cell long after its slot was given on), so the default is 0.
+With ``slice_s > 0``, a session that finishes a cell and asks for a slot again within the loop's
+next few turns (``KEEP_TURNS``: its next cell was already waiting, as in a batch over a file,
+where the next cell is another task that waits for the last one) keeps its slot: its process
+is still warm in the CPU's caches, and its pages hot in the memory allocator's. It keeps it
+for consecutive cells only up to ``slice_s`` seconds while other sessions wait, then queues
+behind them. The price is tail latency for the others: on 2 cores, 8 sessions running trivial
+cells back to back, p99.9 went from 5 ms (strict turns) to 150 ms with ``slice_s=0.05``.
+Rollouts gain nothing from it (the model writes a session's next cell long after its slot was
+given on), so the pool's default is 0; ``thor exec run``, a batch, uses 0.05 (``--slice``).
+On the mixed workload of bench/exec_bench.py (100 sessions open at once) slices cut the
+machine's CPU by a sixth: a hundred sessions taking turns cell by cell keep each other's
+caches cold.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ import collections
 import itertools
 import time
 from collections.abc import Callable, Hashable
+
+# Turns of the event loop a released slot waits for its owner's next cell when slices are on: a
+# cell's result reaches the coroutine that sent it in one turn, and a next cell that waits for it
+# in another task (thor exec run) asks in the turn after.
+KEEP_TURNS = 3
 
 
 class Ticket:
@@ -76,14 +86,17 @@ class CellSlots:
         token = self._held.pop(owner)
         if self._waiting and self.slice_s > 0 and time.monotonic() - token < self.slice_s:
             serial = next(self._serial)
-            self._kept[owner] = (token, serial)  # keep it for this owner until the loop's next turn
-            asyncio.get_running_loop().call_soon(self._expire, owner, serial)
+            self._kept[owner] = (token, serial)  # keep it for this owner for a few turns of the loop
+            asyncio.get_running_loop().call_soon(self._expire, owner, serial, KEEP_TURNS)
         else:
             self._hand_on()
 
-    def _expire(self, owner: Hashable, serial: int) -> None:
+    def _expire(self, owner: Hashable, serial: int, turns: int) -> None:
         kept = self._kept.get(owner)
         if kept is not None and kept[1] == serial:
+            if turns > 1:
+                asyncio.get_running_loop().call_soon(self._expire, owner, serial, turns - 1)
+                return
             del self._kept[owner]
             self._hand_on()
 

@@ -43,6 +43,12 @@ CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV = 0x4000, 0x40000, 0x2, 0x4
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
+# looked up once here, not in every session (CDLL.__getattr__ makes and caches a function object)
+_prctl, _unshare, _setns, _mount, _syscall = _libc.prctl, _libc.unshare, _libc.setns, _libc.mount, _libc.syscall
+_SIGKILL, _SIGXFSZ = int(signal.SIGKILL), int(signal.SIGXFSZ)
+_DEFAULT_IN_SESSION = (int(signal.SIGCHLD), int(signal.SIGTERM), int(signal.SIGINT))
+_X86_64 = os.uname().machine == "x86_64"
+_HAS_SHM = os.path.isdir("/dev/shm")
 
 
 def _check(rc, what):
@@ -227,7 +233,7 @@ def run_cell(req, env, out, err, pid1):
         compiled = None
     if compiled is not None:
         if _signal.getsignal(_SIGALRM) is not _on_alarm:  # an earlier cell replaced or ignored it
-            signal.signal(signal.SIGALRM, _on_alarm)  # (_signal: signal.getsignal's enum lookup costs µs)
+            _signal.signal(_SIGALRM, _on_alarm)  # (_signal: signal.signal's enum conversions cost µs)
         t_run = time.perf_counter()
         try:
             try:  # the timer is armed in here: an interrupt that comes at once is still caught below
@@ -275,30 +281,54 @@ def run_cell(req, env, out, err, pid1):
 
 
 # ---------------------------------------------------------------- framing
-def send_frame(sock, obj):
-    text = json.dumps(obj, ensure_ascii=False)
+# A session's channel is its socket's bare fd (os.read / os.write: no socket object to build in
+# every session), and its replies go through one encoder made here, in the zygote. Whatever a
+# session runs for the first time copies the pages it writes (refcounts, caches) from the zygote:
+# the less Python between the fork and the first cell, the cheaper a session.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_HEAD = struct.Struct(">I")
+
+
+def _frame(obj):
+    text = _ENCODE(obj)
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates (print("\udcff")): not UTF-8, so not JSON to thor
         data = text.encode("utf-8", "replace")
-    sock.sendall(struct.pack(">I", len(data)) + data)
+    return _HEAD.pack(len(data)) + data
 
 
-def recv_exact(sock, n):
-    buf = bytearray()
+_HELLO = _frame({"hello": True})
+
+
+def send_bytes(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def send_frame(fd, obj):
+    send_bytes(fd, _frame(obj))
+
+
+def recv_exact(fd, n):
+    chunk = os.read(fd, n)
+    if len(chunk) == n or not chunk:  # the usual case: all of it in one read
+        return chunk or None
+    buf = bytearray(chunk)
     while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
+        chunk = os.read(fd, n - len(buf))
         if not chunk:
             return None
         buf += chunk
     return bytes(buf)
 
 
-def recv_frame(sock):
-    head = recv_exact(sock, 4)
+def recv_frame(fd):
+    head = recv_exact(fd, 4)
     if head is None:
         return None
-    body = recv_exact(sock, struct.unpack(">I", head)[0])
+    body = recv_exact(fd, _HEAD.unpack(head)[0])
     return None if body is None else json.loads(body)
 
 
@@ -307,17 +337,17 @@ def _setup_session(cfg, uid, own_net):
     """In the forked child: namespaces, mounts, limits, then drop to ``uid``. ``own_net``: the
     child still needs its own network namespace (else it was forked into one: NetPool). What this
     cannot do on a machine (no jail, no uid range, seccomp off x86_64) the host's probe reports."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _prctl(PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
     os.setsid()
     if cfg["jailed"]:
         flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (CLONE_NEWNET if own_net else 0)
-        _check(_libc.unshare(flags), "unshare")
-        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
-        _check(_libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV, None), "mount /proc")
+        _check(_unshare(flags), "unshare")
+        _check(_mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+        _check(_mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV, None), "mount /proc")
         opts = f"size={cfg['tmpfs_mb']}m,mode=0700,uid={uid},gid={uid}".encode()
-        _check(_libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts), "mount /tmp")
-        if os.path.isdir("/dev/shm"):  # a private one per session, inside the same size budget
-            _check(_libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, opts), "mount /dev/shm")
+        _check(_mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts), "mount /tmp")
+        if _HAS_SHM:  # a private one per session, inside the same size budget
+            _check(_mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, opts), "mount /dev/shm")
     lim = cfg["limits"]
     for name, value in (("RLIMIT_AS", lim["memory_mb"] << 20), ("RLIMIT_FSIZE", lim["file_mb"] << 20),
                         ("RLIMIT_CPU", lim["cpu_s"]), ("RLIMIT_NOFILE", lim["nofile"]),
@@ -325,7 +355,7 @@ def _setup_session(cfg, uid, own_net):
         if name == "RLIMIT_NPROC" and not cfg["uid_range"]:
             continue  # RLIMIT_NPROC counts per uid: without a uid per session it would be shared
         resource.setrlimit(getattr(resource, name), (value, value))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full file is an OSError, not a dead session
+    _signal.signal(_SIGXFSZ, _signal.SIG_IGN)  # a full file is an OSError, not a dead session
     if cfg["uid_range"]:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
@@ -333,7 +363,7 @@ def _setup_session(cfg, uid, own_net):
     elif cfg["jailed"]:
         _drop_caps()
     os.chdir("/tmp")
-    if cfg.get("seccomp") and os.uname().machine == "x86_64":
+    if cfg.get("seccomp") and _X86_64:
         install_seccomp()  # last: the set-up above needs mount and unshare
 
 
@@ -394,25 +424,28 @@ def _fprog():
     if not _FPROG:
         prog = seccomp_program()
         arr = (_SockFilter * len(prog))(*[_SockFilter(c, jt, jf, k) for c, jt, jf, k in prog])
-        _FPROG[:] = [arr, _SockFprog(len(prog), ctypes.cast(arr, ctypes.POINTER(_SockFilter)))]
+        fprog = _SockFprog(len(prog), ctypes.cast(arr, ctypes.POINTER(_SockFilter)))
+        _FPROG[:] = [arr, fprog, ctypes.byref(fprog)]
     return _FPROG[1]
 
 
 def install_seccomp():
     """no_new_privs, then the filter, for this process and everything it forks (irrevocable)."""
-    fprog = _fprog()
-    _check(_libc.prctl(38, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
-    _check(_libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "prctl(PR_SET_SECCOMP)")
+    _fprog()
+    _check(_prctl(38, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    _check(_prctl(22, 2, _FPROG[2], 0, 0), "prctl(PR_SET_SECCOMP)")
 
 
 def _drop_caps():
     """capset(2) with empty sets (the session keeps the zygote's uid but no capability)."""
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)
     data = (ctypes.c_uint32 * 6)()
-    _check(_libc.syscall(126, header, data), "capset")  # 126 = capset on x86_64
+    _check(_syscall(126, header, data), "capset")  # 126 = capset on x86_64
 
 
 def session_main(sock, cfg, uid, pid1, own_net):
+    """A session's life: set-up, hello, then one reply per cell until the host closes ``sock``
+    (the channel's fd)."""
     try:
         _setup_session(cfg, uid, own_net)
     except BaseException as e:  # noqa: BLE001 -- report, never hang the host
@@ -421,8 +454,8 @@ def session_main(sock, cfg, uid, pid1, own_net):
     _me[0] = os.getpid()
     env = {"__name__": "__main__", "__builtins__": __builtins__}
     out, err = Capture(1), Capture(2)
-    send_frame(sock, {"hello": True})
-    signal.signal(signal.SIGALRM, _on_alarm)
+    send_bytes(sock, _HELLO)
+    _signal.signal(_SIGALRM, _on_alarm)
     while True:
         req = recv_frame(sock)
         if req is None:
@@ -464,7 +497,7 @@ def _reseed():
     if "random" in mods:  # what os.fork's after-fork hooks would have done for us
         mods["random"].seed()
     if _NP_STATE:  # numpy's global MT19937, written in place: a key from the OS, as seed(None) does
-        ctypes.memmove(_NP_STATE[0], _MT_KEY0 + os.urandom(_MT_WORDS * 4 - 4) + _MT_POS, _MT_WORDS * 4 + 4)
+        _NP_STATE[0][:] = _MT_KEY0 + os.urandom(_MT_WORDS * 4 - 4) + _MT_POS  # (a view: no ctypes call)
     elif "numpy.random" in mods:  # 128 bits through init_by_array (np.asarray and friends: ~220
         mods["numpy.random"].seed(list(memoryview(os.urandom(16)).cast("I")))  # copied pages, 0.7 ms)
     if "sympy.core.random" in mods:  # sympy's own Random (randprime, random matrices...)
@@ -476,7 +509,7 @@ def _reseed():
 _MT_WORDS = 624
 _MT_KEY0 = struct.pack("<I", 0x80000000)
 _MT_POS = struct.pack("<i", _MT_WORDS)
-_NP_STATE: list = []  # [address of numpy's global MT19937 state] when it can be written in place
+_NP_STATE: list = []  # [a byte view of numpy's global MT19937 state] when it can be written in place
 
 
 def _find_numpy_state():
@@ -490,7 +523,7 @@ def _find_numpy_state():
         raw = ctypes.string_at(addr, _MT_WORDS * 4 + 4)
         if name != "MT19937" or has_gauss or len(key) != _MT_WORDS or raw != key.astype("<u4").tobytes() + struct.pack("<i", pos):
             return []
-        return [addr]
+        return [memoryview((ctypes.c_ubyte * (_MT_WORDS * 4 + 4)).from_address(addr)).cast("B")]
     except Exception:  # noqa: BLE001 -- no numpy, another layout: the slow way
         return []
 
@@ -520,17 +553,17 @@ class NetPool:
         while self.free:
             nfd = self.free.popleft()  # the longest free: sockets of its session freed by now
             try:
-                _check(_libc.setns(nfd, CLONE_NEWNET), "setns net")
+                _check(_setns(nfd, CLONE_NEWNET), "setns net")
                 if _sockets_here() == 0:
                     return nfd
             except OSError:
                 pass
             os.close(nfd)
-        _check(_libc.unshare(CLONE_NEWNET), "unshare net")
+        _check(_unshare(CLONE_NEWNET), "unshare net")
         return os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
     def leave(self):
-        _check(_libc.setns(self.home, CLONE_NEWNET), "setns net")
+        _check(_setns(self.home, CLONE_NEWNET), "setns net")
 
     def release(self, nfd):
         if len(self.free) < self.KEEP:
@@ -563,8 +596,8 @@ def fork_session(cfg, uid, fd, pidns_fd, net):
     try:
         if pidns_fd is not None:
             # a new pid namespace for the next child only: reset to our own, then unshare a new one
-            _check(_libc.setns(pidns_fd, CLONE_NEWPID), "setns pid")
-            _check(_libc.unshare(CLONE_NEWPID), "unshare pid")
+            _check(_setns(pidns_fd, CLONE_NEWPID), "setns pid")
+            _check(_unshare(CLONE_NEWPID), "unshare pid")
         if net is not None:
             nfd = net.enter()
         pid = _fork()
@@ -586,16 +619,15 @@ def fork_session(cfg, uid, fd, pidns_fd, net):
     code = 0
     try:
         _reseed()
-        signal.set_wakeup_fd(-1)
-        for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-            signal.signal(s, signal.SIG_DFL)
-        sock = socket.socket(fileno=fd)
-        sock.setblocking(True)
+        _signal.set_wakeup_fd(-1)
+        for s in _DEFAULT_IN_SESSION:
+            _signal.signal(s, _signal.SIG_DFL)
+        os.set_blocking(fd, True)
         _fd_setup()
         os.closerange(3, fd)  # every fd of the zygote but the session's socket (close_range(2))
         os.closerange(fd + 1, 1 << 20)
         gc.enable()
-        session_main(sock, cfg, uid, pidns_fd is not None, cfg["session_net"] and net is None)
+        session_main(fd, cfg, uid, pidns_fd is not None, cfg["session_net"] and net is None)
     except BaseException:  # noqa: BLE001
         code = 70
     finally:

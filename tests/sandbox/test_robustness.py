@@ -47,6 +47,15 @@ def test_a_cell_that_replaces_its_stdout_fd_keeps_its_session(cells) -> None:
     assert nxt.stdout == "alive\n"
 
 
+def test_a_cell_that_replaces_os_read_write_and_json_keeps_its_session(cells) -> None:
+    """The session's channel runs on os.read / os.write and json: bound in the zygote, so a cell
+    that replaces them in its modules breaks nothing of thor's."""
+    res, nxt = cells("import os, json\nos.read = os.write = json.loads = json.dumps = None\nprint('set')",
+                     "print('alive', os.read, json.loads)")
+    assert res.status == "ok" and res.stdout == "set\n", res
+    assert nxt.status == "ok" and nxt.stdout == "alive None None\n", nxt
+
+
 def test_a_cancelled_run_never_answers_the_next_cell(pool, run) -> None:
     async def go() -> tuple[Any, Any]:
         async with await pool.session() as s:

@@ -285,8 +285,11 @@ def run_cell(req, env, out, err, pid1):
 # every session), and its replies go through one encoder made here, in the zygote. Whatever a
 # session runs for the first time copies the pages it writes (refcounts, caches) from the zygote:
 # the less Python between the fork and the first cell, the cheaper a session.
+# The functions are bound here, so a cell that replaces os.read or json.loads breaks only itself.
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_DECODE = json.loads
 _HEAD = struct.Struct(">I")
+_read, _write = os.read, os.write
 
 
 def _frame(obj):
@@ -304,7 +307,7 @@ _HELLO = _frame({"hello": True})
 def send_bytes(fd, data):
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[_write(fd, view):]
 
 
 def send_frame(fd, obj):
@@ -312,12 +315,15 @@ def send_frame(fd, obj):
 
 
 def recv_exact(fd, n):
-    chunk = os.read(fd, n)
-    if len(chunk) == n or not chunk:  # the usual case: all of it in one read
-        return chunk or None
+    """``n`` bytes from ``fd``; None at the end of the stream."""
+    chunk = _read(fd, n) if n else b""
+    if len(chunk) == n:  # the usual case: all of it in one read
+        return chunk
+    if not chunk:
+        return None
     buf = bytearray(chunk)
     while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
+        chunk = _read(fd, n - len(buf))
         if not chunk:
             return None
         buf += chunk
@@ -329,7 +335,7 @@ def recv_frame(fd):
     if head is None:
         return None
     body = recv_exact(fd, _HEAD.unpack(head)[0])
-    return None if body is None else json.loads(body)
+    return None if body is None else _DECODE(body)
 
 
 # ---------------------------------------------------------------- one session

@@ -13,36 +13,42 @@ the whole workload.
 
 Rows (targets from issue 3, 2 cores): trivial cells in open sessions >= 3,000/s with p99 <= 5 ms;
 new sessions whose first cell uses sympy >= 200/s; mixed workload >= 200x naive; 1% cells past
-a 1 s timeout add <= n x 1 s / workers + 10% wall time.
+a 1 s timeout add <= n x 1 s / workers + 10% wall time. Rows 1, 2, 3b and 4 run the pool's
+default, strict turns (what rollouts and `thor exec serve` get); row 3 runs what `thor exec run`
+uses for a file of cells, ``--slice 0.05`` (a session whose next cell waits keeps its core: with
+100 sessions taking turns cell by cell, each cell found its process cold, ~0.35 core-s of 2.3).
 
-Row 3 is not met on these 2-core VMs: 150-165x. Where its 1.3-1.4 s (2.4-2.6 busy core-seconds)
-go: the cells themselves, with the copy-on-write of the warm heap their first sympy call causes,
-about 1.4 core-s (exec_floor.py: a fork per session with cells in-process does the workload in
-0.7-0.85 s); the host's event loop about 0.2 (95 us a cell on uvloop); per session, namespaces,
-mounts and seccomp about 1 ms; the VM's memory monitor (kdamond) about 5%; and each cell's round
-trip, whose wake-ups wait ~80 us each way for the core the host is running on. The naive way
-imports sympy in 0.33 s here, where the issue's calibration says 850 ms: it is ~2.6x faster
-than the issue assumed. Row 4's bound tightens as row 3 gets faster; it passes or misses by
-~0.2 s from run to run (a cell looping on one core leaves the host's work to share the other).
+Measured on an idle 2-core VM (issue 18, full naive run): row 3 1,954 cells/s (1.02 s) against
+the naive way's 11.2 cells/s = 175x, by CPU 0.93 ms a cell against 177 ms = 191x; row 3b 141x;
+row 2 310 sessions/s at 5.96 ms of CPU each. Row 3 is not met. Where its ~1.9 busy core-seconds
+go (perf, exec_floor.py): the cells themselves with the copy-on-write their first sympy call
+causes, ~1.2 (the floor: a fork per session, cells in-process, 0.69 s wall); per session ~3.4 ms
+(the session's own set-up and exit ~2.1, the zygote's fork ~1.0, the host ~0.35), ~0.34; per
+cell, the host's event loop and the round trip, ~0.15 (a round trip between two processes on
+different cores costs ~32 us of CPU and ~70 us of wall on these VMs, against ~5 us on one core);
+and ~0.1-0.2 idle: the VM's scheduler (sched_vcpu_pack) often queues the woken host behind a
+cell on the busy core while the cell's own core idles, until the next tick (up to 4 ms). 200x
+needs ~0.89 s, 13% less than now.
 
-CPU columns (issue 18): rows 2 and 3 also report the CPU the sandbox itself spent (the host
-process, the warm interpreters and their ended sessions, from /proc/<pid>/stat) and, for row 3,
-the naive way's (its subprocesses' rusage). Unlike walls, these move little when other work
-shares the machine (CPU per new session: 6.0-6.5 ms over 3 runs at load 11-16, while the rate
-swung 100-132/s), so on a shared machine they say whether a target would be met on idle cores: row 2 needs <= cores / 200
-s of CPU a session (10 ms on 2 cores), row 3 a CPU ratio >= 200x (both sides are CPU-bound on
-idle cores). Measured at load 11-16 after issue 18's changes: 6.7 ms a session (<= ~300/s on 2
-idle cores; 279-323/s were measured while the machine was idle), row 3 1.06 ms a cell against
-the naive way's 178 ms = 168x (1.20 ms = 154x before). Floor of the design for row 3 (a fork
-per session, cells in-process, no jail, no channel; /tmp harness like exec_floor.py): 0.72 ms a
-cell = ~247x; the rest is each cell's round trip (~70 us on the host, ~75 us in the session)
-and each session's isolation and start (~1 ms beyond the fork).
+Tried and not kept (issue 18): sessions forked ahead of demand (2 spares per worker) and
+pre-touched (MADV_POPULATE_WRITE): no core is idle for that work to fill, a spare saves no work,
+and pre-touching cost ~2 ms a session whose first cell writes only ~400 of those pages; the
+session spinning for its next request (200-500 us) before it sleeps; an EEVDF custom slice of
+0.1 ms for the host; sessions at nice 0 or SCHED_IDLE; placing a cell on the host's current
+core; a third cell slot on 2 cores (idle 0.17 -> 0.11 core-s, busy up as much); sending a
+session's cells ahead of their replies (no less CPU); running a corpus of common sympy and
+numpy cells 16 times in the warm interpreter so sessions start with specialized bytecode (new
+sympy sessions 3.4 -> 2.7 ms of CPU, the mixed workload 1-3%, for +0.45 s of pool start).
+Kept: a session's start runs less Python (its channel on the bare fd; encoder, hello, ctypes
+functions made in the zygote; _signal instead of signal's enum wrappers): 480 -> 405 copied
+pages and ~2.4 -> ~2.1 ms of CPU a session.
 
-Tried and reverted (issue 18): sessions forked ahead of demand (2 spares per worker) and
-pre-touched (the ~1,700 pages a first sympy cell copies, faulted in with MADV_POPULATE_WRITE).
-Rows 2 and 3 leave no core idle for that work to fill, a spare saves no work (CPU per session
-was unchanged), and pre-touching cost ~2 ms of CPU a session whose first cell writes only ~400
-of those pages (row 2's). Only a first cell's latency on an idle pool dropped (~14 -> ~6 ms).
+CPU columns: rows 2 and 3 also report the CPU the sandbox itself spent (the host process, the
+warm interpreters and their ended sessions, from /proc/<pid>/stat) and, for row 3, the naive
+way's (its subprocesses' rusage). Unlike walls, these move little when other work shares the
+machine, so on a shared machine they say whether a target would be met on idle cores: row 2
+needs <= cores / 200 s of CPU a session (10 ms on 2 cores), row 3 a CPU ratio >= 200x (both
+sides are CPU-bound on idle cores).
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def test_exec_help(args: list[str]) -> None:
         assert "Examples" in p.stdout and "|" in p.stdout or "serve" in args
 
 
-def test_exec_slice_changes_no_result_and_a_bad_one_is_refused() -> None:
+def test_exec_slice_changes_no_result_and_a_bad_one_is_refused(tmp_path: Path) -> None:
     """--slice (a session keeps its core for its next waiting cell) changes only the order in
     which sessions get the cores: every result is the same as in strict turns."""
     cells = lines(*({"id": f"{s}{i}", "session": s, "code": f"acc = {i} if {i} == 0 else acc * 3 + {i}\nprint(acc)"}
@@ -92,7 +92,9 @@ def test_exec_slice_changes_no_result_and_a_bad_one_is_refused() -> None:
         return [(r["id"], r["exec"]["status"], r["exec"]["stdout"]) for r in map(json.loads, p.stdout.splitlines())]
 
     strict = results("--slice", "0")
-    assert strict == results() == results("--slice", "1")
+    recipe = tmp_path / "exec.yaml"
+    recipe.write_text("slice: 0.2\n")  # a recipe's key is the flag's name
+    assert strict == results() == results("--slice", "1") == results("--config", str(recipe))
     assert [out for _, _, out in strict[-3:]] == ["18\n"] * 3  # ((0 * 3 + 1) * 3 + 2) * 3 + 3
     p = thor("exec", "--slice", "-1", stdin=cells)
     assert p.returncode == 2 and "--slice" in p.stderr

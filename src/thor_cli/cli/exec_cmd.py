@@ -69,7 +69,7 @@ def run(
     memory: Memory = 1024,
     workers: Workers = None,
     max_output: MaxOutput = 10_000,
-    slice_s: Slice = 0.05,
+    slice: Slice = 0.05,  # (the builtin is not used here; the name is the recipe key, as --slice)
     unordered: Annotated[bool, typer.Option("--unordered", help="Write results as they finish, not in input order.")] = False,
     max_sessions: Annotated[int, typer.Option("--max-sessions", help="Named sessions open at once (a few MB each); "
                                               "past it the one idle longest is closed and its later cells get "
@@ -90,7 +90,7 @@ def run(
     from thor_cli.sandbox import SandboxPool
     from thor_cli.sandbox.runner import run_records
 
-    cfg = _config(timeout, memory, workers, max_output, max_sessions, slice_s)
+    cfg = _config(timeout, memory, workers, max_output, max_sessions, slice)
     params = dict(timeout=timeout, memory=memory, max_output=max_output)  # what determines results
     # a session's cells must stay together: shards split by session, not by line
     with open_stream("exec", inputs, output, resume=resume, shard=shard, limit=limit, config=params,

@@ -449,24 +449,24 @@ def _drop_caps():
     _check(_syscall(126, header, data), "capset")  # 126 = capset on x86_64
 
 
-def session_main(sock, cfg, uid, pid1, own_net):
-    """A session's life: set-up, hello, then one reply per cell until the host closes ``sock``
-    (the channel's fd)."""
+def session_main(chan, cfg, uid, pid1, own_net):
+    """A session's life: set-up, hello, then one reply per cell until the host closes ``chan``
+    (the fd of the session's socket)."""
     try:
         _setup_session(cfg, uid, own_net)
     except BaseException as e:  # noqa: BLE001 -- report, never hang the host
-        send_frame(sock, {"setup_error": f"{type(e).__name__}: {e}"})
+        send_frame(chan, {"setup_error": f"{type(e).__name__}: {e}"})
         return
     _me[0] = os.getpid()
     env = {"__name__": "__main__", "__builtins__": __builtins__}
     out, err = Capture(1), Capture(2)
-    send_bytes(sock, _HELLO)
+    send_bytes(chan, _HELLO)
     _signal.signal(_SIGALRM, _on_alarm)
     while True:
-        req = recv_frame(sock)
+        req = recv_frame(chan)
         if req is None:
             return
-        send_frame(sock, run_cell(req, env, out, err, pid1))
+        send_frame(chan, run_cell(req, env, out, err, pid1))
 
 
 def _fd_setup():

@@ -65,10 +65,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from thor_cli import aio
+from thor_cli.cli.exec_cmd import EXEC_RUN_SLICE_S
 from thor_cli.sandbox import SandboxConfig, SandboxPool
 from thor_cli.sandbox.jail import site_dirs
-
-EXEC_RUN_SLICE = 0.05  # thor exec run's default --slice
 
 SYMPY_CELL = "import sympy as sp\nx = sp.symbols('x')\nprint(sp.factor(x**2 - {i}**2), sp.nsimplify(sp.sqrt({i})))"
 
@@ -219,7 +218,7 @@ async def main() -> None:
     # thor exec run's settings: a batch over a file keeps a session's core for its next waiting
     # cell (--slice 0.05, slots.py)
     cfg = SandboxConfig(workers=args.workers)
-    batch = SandboxConfig(workers=args.workers, slice_s=EXEC_RUN_SLICE)
+    batch = SandboxConfig(workers=args.workers, slice_s=EXEC_RUN_SLICE_S)
     rows: list[tuple[str, str, str, str]] = []
     t0 = time.perf_counter()
     async with SandboxPool(cfg) as pool, SandboxPool(batch) as bpool:
@@ -341,7 +340,7 @@ def thor_exec_cli(work: list[list[str]]) -> tuple[float, float]:
 def on_asyncio_loop(work: list[list[str]], workers: int | None, repeats: int) -> list[float]:
     """Walls of the mixed workload on a pool driven by asyncio's own loop (in this thread)."""
     async def go() -> list[float]:
-        async with SandboxPool(SandboxConfig(workers=workers, slice_s=EXEC_RUN_SLICE)) as pool:
+        async with SandboxPool(SandboxConfig(workers=workers, slice_s=EXEC_RUN_SLICE_S)) as pool:
             return [(await run_workload(pool, work))[0] for _ in range(repeats)]
 
     return asyncio.run(go())

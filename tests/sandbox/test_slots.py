@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import random
 
+from thor_cli.records.jsonl import InputRecord
+from thor_cli.records.schema import ExecResult
+from thor_cli.sandbox.runner import run_records
 from thor_cli.sandbox.slots import CellSlots
 
 
@@ -58,37 +61,68 @@ def test_a_session_with_its_next_cell_ready_keeps_the_slot_within_its_slice() ->
     assert asyncio.run(go(0.0)) == ["batch", "other"] + ["batch"] * 4  # no slice: strict turns
 
 
-def test_a_next_cell_sent_by_another_task_keeps_the_slot_too() -> None:
-    """thor exec run sends a session's next cell from another task, which waits for the cell
-    before: it asks a few turns of the loop after the release, and still keeps the slot."""
+class _SlotSession:
+    """A session as the pool's: a cell takes a slot, its "reply" comes from a loop callback that
+    resolves the run and then gives the slot on (as session._Channel does); the run returns after."""
 
-    async def go() -> list[str]:
-        slots, order = CellSlots(1, slice_s=10.0), []
+    alive = True
+
+    def __init__(self, slots: CellSlots, order: list[str]) -> None:
+        self.slots, self.order = slots, order
+
+    async def run(self, code: str, timeout: float | None = None) -> ExecResult:
         loop = asyncio.get_running_loop()
-        before: asyncio.Future[None] = loop.create_future()
-        before.set_result(None)
+        fut: asyncio.Future[ExecResult] = loop.create_future()
 
-        async def chained(prev: asyncio.Future[None], mine: asyncio.Future[None]) -> None:
-            await asyncio.shield(prev)  # as run_records' cell() waits for the session's last cell
-            try:
-                await _one_cell(slots, "batch", order, 0.001)
-            finally:
-                mine.set_result(None)
+        def reply() -> None:
+            fut.set_result(ExecResult("ok"))
+            self.slots.release(self)
 
-        tasks = []
-        for _ in range(4):
-            mine = loop.create_future()
-            tasks.append(asyncio.ensure_future(chained(before, mine)))
-            before = mine
+        def start() -> None:
+            self.order.append(code)
+            loop.call_later(0.001, reply)
 
-        async def other() -> None:
-            await asyncio.sleep(0.0005)  # queues while batch runs its first cell
-            await _one_cell(slots, "other", order)
+        self.slots.request(self, start)
+        return await fut
 
-        await asyncio.gather(*tasks, other())
-        return order
+    async def close(self) -> None:
+        pass
 
-    assert asyncio.run(go()) == ["batch"] * 4 + ["other"]
+    async def __aenter__(self) -> _SlotSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+
+class _SlotPool:
+    def __init__(self, slice_s: float) -> None:
+        self.slots, self.order = CellSlots(1, slice_s=slice_s), []
+
+    async def start(self) -> _SlotPool:
+        return self
+
+    async def session(self) -> _SlotSession:
+        return _SlotSession(self.slots, self.order)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_thor_exec_runs_a_sessions_waiting_cells_back_to_back_within_its_slice() -> None:
+    """thor exec run (run_records) sends a session's next cell from another task, which waits for
+    the cell before: it asks a few turns of the loop after the release (KEEP_TURNS), and with a
+    slice still keeps the slot; in strict turns the sessions alternate."""
+    data = [{"session": s, "code": f"{s}{i}"} for i in range(4) for s in "ab"]
+
+    def order(slice_s: float) -> list[str]:
+        pool = _SlotPool(slice_s)
+        records = (InputRecord(d, "t.jsonl", n) for n, d in enumerate(data, 1))
+        asyncio.run(run_records(pool, records, lambda rec: None))  # type: ignore[arg-type]
+        return pool.order
+
+    assert order(10.0) == ["a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3"]
+    assert order(0.0) == ["a0", "b0", "a1", "b1", "a2", "b2", "a3", "b3"]
 
 
 def test_a_slot_its_owner_does_not_ask_for_again_at_once_goes_to_the_next_waiter() -> None:

@@ -24,6 +24,10 @@ Timeout = Annotated[float, typer.Option("--timeout", help="Wall-clock seconds pe
 Memory = Annotated[int, typer.Option("--memory", help="Memory (address space) per session, MB; numpy+sympy need ~256.")]
 Workers = Annotated[int | None, typer.Option("--workers", help="Cells executing at once, and warm interpreters. "
                                              "Default: the number of cores.", show_default=False)]
+# ``slice_s`` of ``thor exec run``: a file of cells is a batch, where a session whose next cell
+# already waits keeping its core pays (sandbox/slots.py); rollouts and ``thor exec serve`` keep
+# the pool's strict turns. (Here, not in sandbox.config: importing the sandbox costs start-up.)
+EXEC_RUN_SLICE_S = 0.05
 Slice = Annotated[float, typer.Option(
     "--slice", help="Seconds a session whose next cell is already waiting keeps its core while other sessions "
     "wait (its caches stay warm: more cells/s over a file, longer waits for the others); 0 = strict turns.")]
@@ -69,7 +73,7 @@ def run(
     memory: Memory = 1024,
     workers: Workers = None,
     max_output: MaxOutput = 10_000,
-    slice: Slice = 0.05,  # (the builtin is not used here; the name is the recipe key, as --slice)
+    slice: Slice = EXEC_RUN_SLICE_S,  # (the builtin is not used here; the name is the recipe key, as --slice)
     unordered: Annotated[bool, typer.Option("--unordered", help="Write results as they finish, not in input order.")] = False,
     max_sessions: Annotated[int, typer.Option("--max-sessions", help="Named sessions open at once (a few MB each); "
                                               "past it the one idle longest is closed and its later cells get "

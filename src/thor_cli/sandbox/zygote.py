@@ -45,7 +45,7 @@ PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 # looked up once here, not in every session (CDLL.__getattr__ makes and caches a function object)
 _prctl, _unshare, _setns, _mount, _syscall = _libc.prctl, _libc.unshare, _libc.setns, _libc.mount, _libc.syscall
-_SIGKILL, _SIGXFSZ = int(signal.SIGKILL), int(signal.SIGXFSZ)
+_SIGKILL, _SIGXFSZ, _SIGALRM = int(signal.SIGKILL), int(signal.SIGXFSZ), int(signal.SIGALRM)
 _DEFAULT_IN_SESSION = (int(signal.SIGCHLD), int(signal.SIGTERM), int(signal.SIGINT))
 _X86_64 = os.uname().machine == "x86_64"
 _HAS_SHM = os.path.isdir("/dev/shm")
@@ -177,7 +177,6 @@ class CellTimeout(BaseException):
 
 
 _in_cell = [False]
-_SIGALRM = int(signal.SIGALRM)
 _me = [0]  # pid of the session's interpreter
 
 
@@ -432,14 +431,13 @@ def _fprog():
         arr = (_SockFilter * len(prog))(*[_SockFilter(c, jt, jf, k) for c, jt, jf, k in prog])
         fprog = _SockFprog(len(prog), ctypes.cast(arr, ctypes.POINTER(_SockFilter)))
         _FPROG[:] = [arr, fprog, ctypes.byref(fprog)]
-    return _FPROG[1]
+    return _FPROG[2]
 
 
 def install_seccomp():
     """no_new_privs, then the filter, for this process and everything it forks (irrevocable)."""
-    _fprog()
     _check(_prctl(38, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
-    _check(_prctl(22, 2, _FPROG[2], 0, 0), "prctl(PR_SET_SECCOMP)")
+    _check(_prctl(22, 2, _fprog(), 0, 0), "prctl(PR_SET_SECCOMP)")
 
 
 def _drop_caps():

@@ -4,7 +4,8 @@
     .venv/bin/python bench/exec_bench.py --quick    # smaller counts, one run of each workload
 
 Naive way: ``python3 -c`` in a subprocess per cell, replaying the session's earlier cells for
-state (unjailed, which flatters it). It runs the whole mixed workload by default; with
+state (unjailed, which flatters it), on the sandbox's own interpreter and packages, so both sides
+run the same Python; ``--naive-python system`` runs it on /usr/bin/python3 with this venv's. It runs the whole mixed workload by default; with
 ``--quick`` or ``--naive-sessions N`` it runs a random sample of N sessions, and the header says
 how representative that sample is: the share of cells whose replay imports sympy, which is
 nearly all of the naive way's cost (16 random sessions gave 60% against 52% for the whole,
@@ -18,9 +19,19 @@ default, strict turns (what rollouts and `thor exec serve` get); row 3 runs what
 uses for a file of cells, ``--slice 0.05`` (a session whose next cell waits keeps its core: with
 100 sessions taking turns cell by cell, each cell found its process cold, ~0.35 core-s of 2.3).
 
-Measured on an idle 2-core VM (issue 18, full naive run): row 3 1,954 cells/s (1.02 s) against
+Measured on an idle 2-core VM (issue 18, full naive runs), the sandbox on its own CPython 3.12
+(shell/setup-sandbox-python.sh: pyenv's build, copied; its warm heap immortal): row 3 2,179-2,281
+cells/s (0.88-0.92 s) = 290-295x the naive way on the same 3.12 (7.5-7.7 cells/s), and 188-204x
+the naive way on Debian's 3.11 (11.2-11.7 cells/s; by CPU 0.79-0.82 ms a cell against 169-177 ms
+= 205-224x): pyenv's 3.12 is built without PGO/LTO, as a shared library, and imports sympy in
+0.50 s against 0.26 s. Row 2 ~395 sessions/s at ~6.0 ms of CPU each. The immortal heap
+(zygote.immortalize, PEP 683) is what moved row 3: a session's first sympy cell copies ~700 pages
+of the warm interpreter instead of ~1,650 (3.12) or ~1,900 (3.11), and the floor below fell from
+1.30 to 1.03 busy core-seconds (exec_floor.py).
+
+Before that, on Debian's 3.11 (THOR_SANDBOX_PYTHON=system): row 3 1,954 cells/s (1.02 s) against
 the naive way's 11.2 cells/s = 175x, by CPU 0.93 ms a cell against 177 ms = 191x; row 3b 141x;
-row 2 310 sessions/s at 5.96 ms of CPU each. Row 3 is not met. Where its ~1.9 busy core-seconds
+row 2 310 sessions/s at 5.96 ms of CPU each. Where its ~1.9 busy core-seconds
 go (perf, exec_floor.py): the cells themselves with the copy-on-write their first sympy call
 causes, ~1.2 (the floor: a fork per session, cells in-process, 0.69 s wall); per session ~3.4 ms
 (the session's own set-up and exit ~2.1, the zygote's fork ~1.0, the host ~0.35), ~0.34; per
@@ -28,7 +39,7 @@ cell, the host's event loop and the round trip, ~0.15 (a round trip between two 
 different cores costs ~32 us of CPU and ~70 us of wall on these VMs, against ~5 us on one core);
 and ~0.1-0.2 idle: the VM's scheduler (sched_vcpu_pack) often queues the woken host behind a
 cell on the busy core while the cell's own core idles, until the next tick (up to 4 ms). 200x
-needs ~0.89 s, 13% less than now.
+needed ~0.89 s, 13% less than that.
 
 Tried and not kept (issue 18): sessions forked ahead of demand (2 spares per worker) and
 pre-touched (MADV_POPULATE_WRITE): no core is idle for that work to fill, a spare saves no work,
@@ -67,7 +78,7 @@ from concurrent.futures import ThreadPoolExecutor
 from thor_cli import aio
 from thor_cli.cli.exec_cmd import EXEC_RUN_SLICE_S
 from thor_cli.sandbox import SandboxConfig, SandboxPool
-from thor_cli.sandbox.jail import site_dirs
+from thor_cli.sandbox.jail import python_path, site_dirs
 
 SYMPY_CELL = "import sympy as sp\nx = sp.symbols('x')\nprint(sp.factor(x**2 - {i}**2), sp.nsimplify(sp.sqrt({i})))"
 
@@ -184,10 +195,12 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def naive(sessions: list[list[str]], workers: int) -> float:
-    """Seconds for the naive way over ``sessions`` (each cell: a new python3, replaying prior ok cells)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(site_dirs(SandboxConfig())), "OPENBLAS_NUM_THREADS": "1"}
-    py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+def naive(sessions: list[list[str]], workers: int, python: str | None = None) -> float:
+    """Seconds for the naive way over ``sessions`` (each cell: a new python3, replaying prior ok cells),
+    on the sandbox's interpreter and packages, or on ``python`` ("system": /usr/bin/python3 and this venv's)."""
+    cfg = SandboxConfig(python=python)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(site_dirs(cfg)), "OPENBLAS_NUM_THREADS": "1"}
+    py = python_path(cfg)
 
     def one(cells: list[str]) -> None:
         done: list[str] = []
@@ -211,6 +224,9 @@ async def main() -> None:
     ap.add_argument("--naive-sessions", type=int, default=None,
                     help="sessions of the mixed workload the naive way runs, drawn at random "
                     "(default: all 100, about 4 minutes; 8 with --quick)")
+    ap.add_argument("--naive-python", default=None,
+                    help="interpreter of the naive way (default: the sandbox's own, so both sides run the same "
+                    "Python; 'system': /usr/bin/python3 with this venv's packages)")
     args = ap.parse_args()
     q = args.quick
     args.repeats = args.repeats or (1 if q else 3)
@@ -223,6 +239,7 @@ async def main() -> None:
     t0 = time.perf_counter()
     async with SandboxPool(cfg) as pool, SandboxPool(batch) as bpool:
         start = time.perf_counter() - t0
+        sandbox_py, immortal = python_path(cfg), pool.immortal
         w = cfg.n_workers
         n_cores = len(os.sched_getaffinity(0))
         rate, p50, p99, p999 = await trivial(pool, 8, 250 if q else 1500)
@@ -261,7 +278,7 @@ async def main() -> None:
         k = args.naive_sessions or (8 if q else 100)
         sample = random.Random(2).sample(work, min(k, len(work)))
         c0, k0 = children_cpu(), resource.getrusage(resource.RUSAGE_SELF)
-        naive_s = naive(sample, w)
+        naive_s = naive(sample, w, args.naive_python)
         k1 = resource.getrusage(resource.RUSAGE_SELF)  # (its threads start the subprocesses)
         naive_cpu = children_cpu() - c0 + k1.ru_utime + k1.ru_stime - k0.ru_utime - k0.ru_stime
         # the naive way takes minutes: run the workload once more to see whether the machine's
@@ -296,8 +313,9 @@ async def main() -> None:
                     f"{cli_start:.2f} s start-up: an empty input) = {n_cells / (cli_wall - cli_start) / naive_rate:,.0f}x naive",
                     "(not a target)", "-"))
     width = [max(len(r[i]) for r in rows) for i in range(4)]
+    naive_py = python_path(SandboxConfig(python=args.naive_python))
     print(f"sandbox bench: {w} workers, {os.cpu_count()} cores, {aio.loop_name()} event loop, pool start {start:.2f} s; "
-          "naive = python3 -c per cell "
+          f"sandbox python {sandbox_py} ({immortal:,} objects of its warm heaps immortal); naive = {naive_py} -c per cell "
           f"with replay, on {len(sample)} random sessions ({sum(map(len, sample))} cells; {needs_sympy(sample):.0%} of "
           f"them replay a sympy import, {needs_sympy(work):.0%} in the whole workload)")
     head = ("workload", "measured", "target", "met")

@@ -3,7 +3,7 @@
     .venv/bin/python bench/exec_floor.py          # ~30 s on 2 cores
 
 The floor: the mixed workload of exec_bench.py (2,000 cells in 100 sessions of 20; 10% sympy
-cells, 1% that raise) run by one warm interpreter -- the zygote's own preload and huge pages --
+cells, 1% that raise) run by one warm interpreter -- the zygote's own preload, huge pages and (3.12+) immortal heap --
 that forks one child per session, ``workers`` children at a time, and each child runs its 20
 cells in-process and exits. No jail, no namespaces, no sockets, no host: what is left is fork,
 copy-on-write of the warm heap and the cells themselves. The sandbox then runs the same workload
@@ -30,7 +30,7 @@ from exec_bench import cpu_ticks, mixed_workload, run_workload  # noqa: E402
 
 from thor_cli import aio
 from thor_cli.sandbox import SandboxConfig, SandboxPool  # noqa: E402
-from thor_cli.sandbox.jail import site_dirs  # noqa: E402
+from thor_cli.sandbox.jail import python_path, site_dirs  # noqa: E402
 
 ZYGOTE = Path(__file__).parent.parent / "src" / "thor_cli" / "sandbox" / "zygote.py"
 
@@ -41,7 +41,7 @@ ns = {"__name__": "zygote_source"}
 exec(compile(open(sys.argv[1]).read(), "zygote.py", "exec"), ns)
 ns["preload"](["numpy", "sympy"])
 work, workers, repeats = json.loads(sys.stdin.read())
-gc.collect(); gc.freeze(); gc.disable()
+gc.collect(); ns["immortalize"](); gc.freeze(); gc.disable()
 huge = ns["collapse_hugepages"]()
 
 def busy_idle():
@@ -110,7 +110,7 @@ def main() -> None:
     workers = SandboxConfig(workers=args.workers).n_workers
     work = mixed_workload(100, 20, seed=1)
     n = sum(map(len, work))
-    py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    py = python_path(SandboxConfig())  # the jail's interpreter (THOR_SANDBOX_PYTHON, else /usr/bin/python3)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(site_dirs(SandboxConfig())), "OPENBLAS_NUM_THREADS": "1"}
     p = subprocess.run([py, "-c", FLOOR, str(ZYGOTE)], input=json.dumps([work, workers, args.repeats]),
                        capture_output=True, text=True, env=env, timeout=600)

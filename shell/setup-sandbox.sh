@@ -49,3 +49,6 @@ if [ -d /sys/fs/cgroup/memory ] || [ -d /sys/fs/cgroup/pids ]; then
 elif [ -f /sys/fs/cgroup/cgroup.controllers ]; then
   say "cgroup v2 only: thor's per-worker cgroups stay off (rlimits still bound each session)"
 fi
+
+# ---- 4. the sandbox's own CPython 3.12+ (~20 s the first time; skipped where there is none) ----
+./shell/setup-sandbox-python.sh || say "the sandbox's own python could not be set up: the sandbox uses /usr/bin/python3"

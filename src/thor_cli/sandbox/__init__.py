@@ -6,10 +6,14 @@
             res = await sess.run("x = 1\\nprint(x)")    # thor_cli.records.ExecResult
     SandboxPool.connect("http://host:8765")             # same API against `thor exec serve`
 
-How: ``workers`` nsjail jails each hold one warm interpreter (Debian's /usr/bin/python3 with this
-venv's site-packages mounted read-only; numpy and sympy imported with the submodules cells
-often use -- numpy.random alone would cost a session 21 ms --, caches warmed, gc frozen). A
-session is one fork of it (``random``'s and numpy's global generators re-seeded in each) -- never a start, never an import; nothing is forked per cell. Cells
+How: ``workers`` nsjail jails each hold one warm interpreter: the sandbox's own CPython 3.12+
+(/opt/thor/sandbox, made by shell/setup-sandbox-python.sh) where there is one, else Debian's
+/usr/bin/python3 with this venv's site-packages; ``THOR_SANDBOX_PYTHON`` or
+``SandboxConfig.python`` choose another (a venv's python: its own site-packages), mounted
+read-only. numpy and sympy are imported with the submodules cells often use (numpy.random alone
+would cost a session 21 ms), caches warmed, gc frozen. A session is one fork of it (``random``'s
+and numpy's global generators re-seeded in each): never a start, never an import; nothing is
+forked per cell. Cells
 use plain ``exec`` semantics (a trailing expression is not echoed; print it). A cell that prints
 nothing gives status ``ok`` with ``stdout == ""``. Modules: base (the ``Sandbox`` and
 ``SandboxSession`` protocols), config (limits), jail (machine probe, nsjail argv), zygote (runs
@@ -23,9 +27,11 @@ unmaps as much less; sessions are forked with fork(2) itself, skipping CPython's
 (the zygote is single-threaded; ``random`` is re-seeded by hand); the seccomp program is built
 once in the zygote. A session then costs about 5 ms of CPU from fork to exit on a 2-core VM,
 most of it the kernel's (fork, the network namespace, exit). What is left is copy-on-write:
-CPython 3.11 writes the reference count of every object a cell touches, so a session's first
-sympy cell copies ~1,900 pages of the warm interpreter (~8 ms against ~3 ms for the same cell
-in a session that already ran one). That cost is per session, not per cell. Per cell, the host
+CPython writes the reference count of every object a cell touches, so on 3.11 a session's first
+sympy cell copies ~1,900 pages of the warm interpreter (~8 ms against ~3 ms for the same cell in
+a session that already ran one). From 3.12 the zygote makes its whole warm heap immortal
+(``immortal=True``, PEP 683): those reference counts are no longer written, and the same cell
+copies ~700 pages (~6 ms). That cost is per session, not per cell. Per cell, the host
 hands a finished cell's slot to the next waiting one inside the callback that read the reply,
 and pins executing cells to cores of their own (``pin_cells``): left to the kernel, a woken
 session often waited behind the host on one core while the other idled.

@@ -43,8 +43,13 @@ class SandboxConfig:
     # a namespace is reused once its session has ended and no socket is left in it (zygote.NetPool)
     seccomp: bool = True  # per-session filter: no nested namespaces, mount, ptrace, bpf, kernel keyrings...
     hugepages: bool = True  # back the warm heap with huge pages: cheaper forks and exits (Linux 6.1+)
-    python: str | None = None  # interpreter in the jail; None: /usr/bin/python3 (see FACTS.md)
-    site_dirs: tuple[str, ...] | None = None  # mounted read-only at /sb/site{i}; None: this venv's
+    immortal: bool = True  # make the warm heap immortal (CPython 3.12/3.13): a session's use of an object
+    # no longer copies its page (zygote.immortalize)
+    python: str | None = None  # interpreter in the jail (a venv's python too; "system": /usr/bin/python3
+    # with this venv's site-packages); None: $THOR_SANDBOX_PYTHON, else /opt/thor/sandbox/bin/python
+    # (shell/setup-sandbox-python.sh) when there, else "system". Mounted read-only at its own path
+    site_dirs: tuple[str, ...] | None = None  # mounted read-only at /sb/site{i}; None: the chosen
+    # interpreter's own site-packages, else this venv's
     jail: bool = True  # False: no nsjail at all (rlimits and uids only); logged loudly
     uid_range: bool | None = None  # a uid per session (needs root); None: when root
     cgroups: bool | None = None  # per-worker memory/pids cgroups (v1); None: when set up

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass, field
@@ -80,20 +81,81 @@ def probe(cfg: SandboxConfig) -> Machine:
     return Machine(jailed=jailed, uid_range=uid_range, cgroups=cgroups, off=off, nsjail=nsj)
 
 
+SANDBOX_PYTHON_ENV = "THOR_SANDBOX_PYTHON"  # the jail's interpreter when the config names none
+SANDBOX_VENV = "/opt/thor/sandbox/bin/python"  # made by shell/setup-sandbox-python.sh (root)
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """What the jail needs of an interpreter chosen by the user: the real binary (a venv's python is
+    a link to it), its version, the installation to mount read-only (its stdlib; only when outside
+    the system directories) and its own site-packages (a venv's, or the installation's)."""
+
+    binary: str
+    version: tuple[int, int]
+    mounts: tuple[str, ...]
+    sites: tuple[str, ...]
+
+
+_PROBE = ("import json, os, sys, sysconfig; p = sysconfig.get_paths(); "
+          "print(json.dumps([os.path.realpath(sys.executable), sys.version_info[:2], sys.base_prefix, "
+          "[d for d in dict.fromkeys([p['purelib'], p['platlib']]) if os.path.isdir(d)]]))")
+
+
+@functools.cache
+def interpreter(path: str) -> Interpreter:
+    """Ask the interpreter at ``path`` what the jail needs of it (cached; ~15 ms once)."""
+    fix = f"set {SANDBOX_PYTHON_ENV} (or SandboxConfig.python) to a CPython 3.10+ interpreter, or unset it for /usr/bin/python3"
+    try:
+        out = subprocess.run([path, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SandboxError(f"sandbox python {path!r} could not be run: {e}", fix) from None
+    try:
+        binary, version, prefix, sites = json.loads(out.stdout)
+    except ValueError:
+        raise SandboxError(f"sandbox python {path!r} is not a working CPython: {out.stderr.strip()[-300:]}", fix) from None
+    mounts = [d for d in (prefix, os.path.dirname(binary))
+              if not any(d == r or d.startswith(r + "/") for r in SYSTEM_RO)]
+    mounts = [d for i, d in enumerate(mounts) if not any(d.startswith(m + "/") or d == m for m in mounts[:i])]
+    return Interpreter(binary, (version[0], version[1]), tuple(mounts), tuple(sites))
+
+
+def chosen_python(cfg: SandboxConfig) -> str | None:
+    """The interpreter chosen for the jail: the config's, else $THOR_SANDBOX_PYTHON, else the venv
+    shell/setup-sandbox-python.sh makes (CPython 3.12+, whose heap the zygote makes immortal) when
+    it is there. None ('system' chooses it too): /usr/bin/python3 with this venv's site-packages."""
+    choice = cfg.python or os.environ.get(SANDBOX_PYTHON_ENV, "")
+    if choice:
+        return None if choice == "system" else choice
+    return SANDBOX_VENV if os.access(SANDBOX_VENV, os.X_OK) else None
+
+
 def site_dirs(cfg: SandboxConfig) -> list[str]:
+    """Site-packages mounted in the jail: the config's; else a chosen interpreter's own; else this venv's."""
     if cfg.site_dirs is not None:
         return list(cfg.site_dirs)
+    chosen = chosen_python(cfg)
+    if chosen:
+        return list(interpreter(chosen).sites)
     paths = sysconfig.get_paths()
     return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
 
 
 def python_path(cfg: SandboxConfig) -> str:
-    if cfg.python:
-        return cfg.python
-    # the pyenv Python under /root is unreadable inside the jail (FACTS.md); Debian's is not
+    """The binary the jail runs: a chosen interpreter's real one; else Debian's /usr/bin/python3
+    (the pyenv Python under /root is unreadable inside the jail, FACTS.md); else this one."""
+    chosen = chosen_python(cfg)
+    if chosen:
+        return interpreter(chosen).binary
     if os.path.exists("/usr/bin/python3"):
         return "/usr/bin/python3"
     return sys.executable
+
+
+def python_mounts(cfg: SandboxConfig) -> list[str]:
+    """Folders of a chosen interpreter mounted read-only at the same path in the jail."""
+    chosen = chosen_python(cfg)
+    return list(interpreter(chosen).mounts) if chosen else []
 
 
 @functools.cache
@@ -101,15 +163,39 @@ def zygote_source() -> str:
     return (Path(__file__).with_name("zygote.py")).read_text(encoding="utf-8")
 
 
+def unreachable(path: str) -> str | None:
+    """The first folder on the way to ``path`` that other users cannot search (o+x), or None. The
+    jail mounts its folders from inside its user namespace, as a uid other than the owner's."""
+    d = os.path.abspath(path)
+    parts = [d]
+    while d != "/":
+        d = os.path.dirname(d)
+        parts.append(d)
+    for d in reversed(parts):
+        try:
+            if not os.stat(d).st_mode & 0o001:
+                return d
+        except OSError:
+            return d
+    return None
+
+
 def worker_command(cfg: SandboxConfig, m: Machine, index: int, ctrl_fd: int) -> list[str]:
     """argv of worker ``index``; ``ctrl_fd`` is the control socket's fd number in the child."""
     sites = site_dirs(cfg)
+    if m.jailed and os.geteuid() == 0:  # (a non-root caller's jail maps its own uid: owner rights)
+        for d in [*python_mounts(cfg), *sites]:
+            bad = unreachable(d)
+            if bad:
+                raise SandboxError(f"the jail cannot mount {d}: {bad} is not searchable by other users",
+                                   f"chmod o+x {bad}, or put the sandbox's interpreter and packages elsewhere "
+                                   "(shell/setup-sandbox-python.sh copies one to /opt/thor)")
     jail_sites = [f"/sb/site{i}" for i in range(len(sites))] if m.jailed else sites
     base = UID_BASE + index * UIDS_PER_WORKER
     zcfg = {
         "ctrl_fd": ctrl_fd, "sys_path": jail_sites, "preload": list(cfg.preload), "jailed": m.jailed,
         "uid_range": m.uid_range, "session_net": cfg.session_net, "tmpfs_mb": cfg.tmpfs_mb,
-        "seccomp": cfg.seccomp, "hugepages": cfg.hugepages,
+        "seccomp": cfg.seccomp, "hugepages": cfg.hugepages, "immortal": cfg.immortal,
         "env": cfg.env,
         "limits": {"memory_mb": cfg.memory_mb, "file_mb": cfg.file_mb, "cpu_s": cfg.cpu_s,
                    "nofile": cfg.nofile, "nproc": cfg.nproc},
@@ -133,6 +219,8 @@ def worker_command(cfg: SandboxConfig, m: Machine, index: int, ctrl_fd: int) -> 
         if os.path.exists(p):
             cmd += ["-R", p]
     for d in DEVICES:
+        cmd += ["-R", d]
+    for d in python_mounts(cfg):
         cmd += ["-R", d]
     for src, dst in zip(sites, jail_sites, strict=True):
         cmd += ["-R", f"{src}:{dst}"]

@@ -49,6 +49,7 @@ class SandboxPool:
         self.closing = False
         self.off: list[str] = list(self.machine.off)
         self.hugepages_mb = 0  # of the warm interpreters' heaps, in huge pages (cfg.hugepages)
+        self.immortal = 0  # objects of the warm interpreters' heaps made immortal (cfg.immortal, 3.12+)
 
     @classmethod
     def connect(cls, url: str, **kw: Any) -> RemoteSandbox:
@@ -76,12 +77,13 @@ class SandboxPool:
             assert isinstance(r, dict)
             self.off += [o for o in r.get("off", []) if o not in self.off]
             self.hugepages_mb += int(r.get("hugepages_mb") or 0)
+            self.immortal += int(r.get("immortal") or 0)
             if r.get("preload_failed"):
                 log.warning("sandbox: could not preload %s in the jail", ", ".join(r["preload_failed"]))
         if self.off:
             log.warning("sandbox: protections OFF on this machine: %s", "; ".join(self.off))
-        log.debug("sandbox: %d warm interpreters in %.2fs, %d MiB of their heaps in huge pages", len(self.workers),
-                  time.perf_counter() - t0, self.hugepages_mb)
+        log.debug("sandbox: %d warm interpreters in %.2fs, %d MiB of their heaps in huge pages, %d objects immortal",
+                  len(self.workers), time.perf_counter() - t0, self.hugepages_mb, self.immortal)
         return self
 
     async def session(self) -> Session:

@@ -16,7 +16,9 @@ app = typer.Typer(
     cls=DefaultRun, no_args_is_help=False, add_completion=False, rich_markup_mode="rich",
     help="Run Python cells in the sandbox (nsjail; warm stateful sessions). [bold]thor exec[/bold] with no "
     "subcommand is [bold]thor exec run[/bold]: cells from JSONL in, each record plus an 'exec' result out. "
-    "[bold]thor exec serve[/bold] shares a sandbox pool over HTTP or a Unix socket.",
+    "[bold]thor exec serve[/bold] shares a sandbox pool over HTTP or a Unix socket. The jail's Python: "
+    "$THOR_SANDBOX_PYTHON (a venv's python: its own packages), else /opt/thor/sandbox (CPython 3.12+, "
+    "shell/setup-sandbox-python.sh), else /usr/bin/python3 with thor's venv ('system' forces that).",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -105,7 +105,8 @@ _PROBE = ("import json, os, sys, sysconfig; p = sysconfig.get_paths(); "
 @functools.cache
 def interpreter(path: str) -> Interpreter:
     """Ask the interpreter at ``path`` what the jail needs of it (cached; ~15 ms once)."""
-    fix = f"set {SANDBOX_PYTHON_ENV} (or SandboxConfig.python) to a CPython 3.10+ interpreter, or unset it for /usr/bin/python3"
+    fix = (f"set {SANDBOX_PYTHON_ENV} (or SandboxConfig.python) to a CPython 3.10+ interpreter, or to "
+           "'system' for /usr/bin/python3 with this venv's packages")
     try:
         out = subprocess.run([path, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:

@@ -175,3 +175,42 @@ def test_the_sandboxs_own_interpreter_has_an_immortal_heap_and_sessions_still_wo
     plain, = run_cells(SandboxConfig(workers=1, immortal=False), probe)
     assert imm.status == "ok" and imm.stdout == "True True (x - 1)*(x + 1)\n", imm
     assert plain.status == "ok" and plain.stdout == "True False (x - 1)*(x + 1)\n", plain
+
+
+# A warm heap with 100,000 freed lists scattered over its pages, then (or not) fill_free_blocks(),
+# then a fork that makes 50,000 new lists: the page faults of that child are the pages it touched.
+FORK_AND_ALLOCATE = r"""
+import gc, json, os, resource, sys
+ns = {"__name__": "zygote_source"}
+exec(compile(open(sys.argv[1]).read(), "zygote.py", "exec"), ns)
+heap = [[i] for i in range(200_000)]
+del heap[::2]
+gc.collect()
+filled = ns["fill_free_blocks"]() if sys.argv[2] == "1" else 0
+gc.freeze(); gc.disable()
+r, w = os.pipe()
+if os.fork() == 0:
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    new = [[i] for i in range(50_000)]
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+    os.write(w, json.dumps({"faults": faults, "sum": sum(x[0] for x in new)}).encode())
+    os._exit(0)
+os.close(w)
+child = json.loads(os.read(r, 4096))
+os.wait()
+print(json.dumps({"filled": filled, **child}))
+"""
+
+
+def test_filled_free_blocks_pack_a_forks_new_objects_into_fresh_pages() -> None:
+    def run(fill: bool) -> dict:
+        p = subprocess.run([sys.executable, "-S", "-c", FORK_AND_ALLOCATE, str(ZYGOTE), "1" if fill else "0"],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    plain, filled = run(False), run(True)
+    assert plain["filled"] == 0 and filled["filled"] >= 100_000, (plain, filled)
+    assert plain["sum"] == filled["sum"] == sum(range(50_000))
+    # without: each new list lands in a freed slot between live ones, and its page is copied
+    assert filled["faults"] < 0.75 * plain["faults"], (plain, filled)

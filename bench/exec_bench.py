@@ -19,7 +19,12 @@ default, strict turns (what rollouts and `thor exec serve` get); row 3 runs what
 uses for a file of cells, ``--slice 0.05`` (a session whose next cell waits keeps its core: with
 100 sessions taking turns cell by cell, each cell found its process cold, ~0.35 core-s of 2.3).
 
-Measured on an idle 2-core VM (issue 18, full naive runs), the sandbox on its own CPython 3.12
+Latest (issue 18, with fill_free_blocks too; --naive-python system): row 3 2,687 cells/s (0.74 s)
+against Debian 3.11's naive 11.8 cells/s = 229x, by CPU 0.66 ms a cell against 168 ms = 253x; row 2
+514 sessions/s at 4.65 ms of CPU; row 1 11,654 cells/s, p99 1.03 ms. On THOR_SANDBOX_PYTHON=system
+(3.11) in a run whose machine drifted (-21%): row 3 1.06 s, 148x (160x by CPU).
+
+Before fill_free_blocks, on an idle 2-core VM (full naive runs), the sandbox on its own CPython 3.12
 (shell/setup-sandbox-python.sh: pyenv's build, copied; its warm heap immortal): row 3 2,179-2,281
 cells/s (0.88-0.92 s) = 290-295x the naive way on the same 3.12 (7.5-7.7 cells/s), and 188-204x
 the naive way on Debian's 3.11 (11.2-11.7 cells/s; by CPU 0.79-0.82 ms a cell against 169-177 ms

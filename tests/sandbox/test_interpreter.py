@@ -67,11 +67,16 @@ print(json.dumps({"made": made, **child}))
 """
 
 
-def fork_and_read(python: str, immortal: bool) -> dict:
-    p = subprocess.run([python, "-S", "-c", FORK_AND_READ, str(ZYGOTE), "1" if immortal else "0"],
+def run_zygote_script(python: str, script: str, flag: bool) -> dict:
+    """Run ``script`` (one of the fork scripts here) in ``python`` with the zygote's source; its JSON."""
+    p = subprocess.run([python, "-S", "-c", script, str(ZYGOTE), "1" if flag else "0"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
+
+
+def fork_and_read(python: str, immortal: bool) -> dict:
+    return run_zygote_script(python, FORK_AND_READ, immortal)
 
 
 def test_an_immortal_heap_is_not_copied_by_a_fork_that_uses_it() -> None:
@@ -203,13 +208,7 @@ print(json.dumps({"filled": filled, **child}))
 
 
 def test_filled_free_blocks_pack_a_forks_new_objects_into_fresh_pages() -> None:
-    def run(fill: bool) -> dict:
-        p = subprocess.run([sys.executable, "-S", "-c", FORK_AND_ALLOCATE, str(ZYGOTE), "1" if fill else "0"],
-                           capture_output=True, text=True, timeout=120)
-        assert p.returncode == 0, p.stderr
-        return json.loads(p.stdout)
-
-    plain, filled = run(False), run(True)
+    plain, filled = (run_zygote_script(sys.executable, FORK_AND_ALLOCATE, fill) for fill in (False, True))
     assert plain["filled"] == 0 and filled["filled"] >= 100_000, (plain, filled)
     assert plain["sum"] == filled["sum"] == sum(range(50_000))
     # without: each new list lands in a freed slot between live ones, and its page is copied

@@ -88,17 +88,16 @@ SANDBOX_VENV = "/opt/thor/sandbox/bin/python"  # made by shell/setup-sandbox-pyt
 @dataclass(frozen=True)
 class Interpreter:
     """What the jail needs of an interpreter chosen by the user: the real binary (a venv's python is
-    a link to it), its version, the installation to mount read-only (its stdlib; only when outside
+    a link to it), the installation to mount read-only (its stdlib; only when outside
     the system directories) and its own site-packages (a venv's, or the installation's)."""
 
     binary: str
-    version: tuple[int, int]
     mounts: tuple[str, ...]
     sites: tuple[str, ...]
 
 
 _PROBE = ("import json, os, sys, sysconfig; p = sysconfig.get_paths(); "
-          "print(json.dumps([os.path.realpath(sys.executable), sys.version_info[:2], sys.base_prefix, "
+          "print(json.dumps([os.path.realpath(sys.executable), sys.base_prefix, "
           "[d for d in dict.fromkeys([p['purelib'], p['platlib']]) if os.path.isdir(d)]]))")
 
 
@@ -112,13 +111,13 @@ def interpreter(path: str) -> Interpreter:
     except (OSError, subprocess.TimeoutExpired) as e:
         raise SandboxError(f"sandbox python {path!r} could not be run: {e}", fix) from None
     try:
-        binary, version, prefix, sites = json.loads(out.stdout)
+        binary, prefix, sites = json.loads(out.stdout)
     except ValueError:
         raise SandboxError(f"sandbox python {path!r} is not a working CPython: {out.stderr.strip()[-300:]}", fix) from None
     mounts = [d for d in (prefix, os.path.dirname(binary))
               if not any(d == r or d.startswith(r + "/") for r in SYSTEM_RO)]
     mounts = [d for i, d in enumerate(mounts) if not any(d.startswith(m + "/") or d == m for m in mounts[:i])]
-    return Interpreter(binary, (version[0], version[1]), tuple(mounts), tuple(sites))
+    return Interpreter(binary, tuple(mounts), tuple(sites))
 
 
 def chosen_python(cfg: SandboxConfig) -> str | None:

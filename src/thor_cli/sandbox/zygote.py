@@ -764,8 +764,8 @@ def fill_free_blocks():
         if len(f) != 5 or not all(v.isdigit() for v in f):
             break
         rows.append((int(f[1]), int(f[4])))
-    malloc = ctypes.pythonapi.PyObject_Malloc
-    malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    # a prototype of its own: ctypes.pythonapi's shared function object stays as cells expect it
+    malloc = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_size_t)(("PyObject_Malloc", ctypes.pythonapi))
     n = 0
     for size, avail in rows:
         for _ in range(avail):
